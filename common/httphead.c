@@ -1,0 +1,287 @@
+/*
+ * httphead.c - bounded HTTP/1.x request parsing on http_parser.
+ *
+ * Owns struct hhead.  Runs in the supervisor (every connection) and in
+ * a worker (the handed-over upgrade head).  One request at a time: the
+ * parser pauses at the end of each message so pipelined bytes wait for
+ * hh_reset().  Limits: HH_HEAD_MAX bytes of head, HH_MAX_HEADERS
+ * headers, HH_URL_MAX of URL, HH_BODY_MAX of body.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "httphead.h"
+
+static int	hh_on_begin(http_parser *);
+static int	hh_on_url(http_parser *, const char *, size_t);
+static int	hh_on_field(http_parser *, const char *, size_t);
+static int	hh_on_value(http_parser *, const char *, size_t);
+static int	hh_on_headers(http_parser *);
+static int	hh_on_body(http_parser *, const char *, size_t);
+static int	hh_on_complete(http_parser *);
+static int	hh_fail(struct hhead *, int, const char *);
+static int	hh_append(struct hhead *, const char *, size_t, int);
+
+static const http_parser_settings hh_settings = {
+	.on_message_begin = hh_on_begin,
+	.on_url = hh_on_url,
+	.on_header_field = hh_on_field,
+	.on_header_value = hh_on_value,
+	.on_headers_complete = hh_on_headers,
+	.on_body = hh_on_body,
+	.on_message_complete = hh_on_complete,
+};
+
+void
+hh_init(struct hhead *h)
+{
+	memset(h, 0, sizeof(*h));
+	http_parser_set_max_header_size(HH_HEAD_MAX);
+	http_parser_init(&h->hh_parser, HTTP_REQUEST);
+	h->hh_parser.data = h;
+}
+
+void
+hh_reset(struct hhead *h)
+{
+	http_parser saved = h->hh_parser;
+
+	free(h->hh_body);
+	memset(h, 0, offsetof(struct hhead, hh_arena));
+	h->hh_arenalen = 0;
+	h->hh_parser = saved;
+	h->hh_parser.data = h;
+	http_parser_pause(&h->hh_parser, 0);
+}
+
+static int
+hh_fail(struct hhead *h, int status, const char *why)
+{
+	if (h->hh_status == 0) {
+		h->hh_status = status;
+		h->hh_error = why;
+	}
+	return -1;
+}
+
+/*
+ * Append to the arena.  start: begin a new string (closing the previous
+ * one); else continue the open string.  Strings are NUL-terminated.
+ */
+static int
+hh_append(struct hhead *h, const char *s, size_t n, int start)
+{
+	size_t	need = n + 1 + (start ? 1 : 0);
+
+	if (h->hh_arenalen + need > sizeof(h->hh_arena))
+		return -1;
+	if (start && h->hh_arenalen > 0)
+		h->hh_arenalen++;	/* keep the previous NUL */
+	if (memchr(s, '\0', n) != NULL)
+		return -1;
+	memcpy(h->hh_arena + h->hh_arenalen, s, n);
+	h->hh_arenalen += n;
+	h->hh_arena[h->hh_arenalen] = '\0';
+	return 0;
+}
+
+static int
+hh_on_begin(http_parser *p)
+{
+	struct hhead *h = p->data;
+
+	h->hh_in_head = 1;
+	return 0;
+}
+
+static int
+hh_on_url(http_parser *p, const char *at, size_t len)
+{
+	struct hhead *h = p->data;
+	int start = (h->hh_url == NULL);
+
+	if (start)
+		h->hh_url = h->hh_arena + h->hh_arenalen +
+		    (h->hh_arenalen > 0 ? 1 : 0);
+	if (strlen(h->hh_url) + len > HH_URL_MAX)
+		return hh_fail(h, 414, "request URL too long");
+	if (hh_append(h, at, len, start) == -1)
+		return hh_fail(h, 431, "request head too large");
+	return 0;
+}
+
+static int
+hh_on_field(http_parser *p, const char *at, size_t len)
+{
+	struct hhead *h = p->data;
+	int start = (h->hh_nhdr == 0 || h->hh_last_was_value);
+
+	if (start) {
+		if (h->hh_nhdr == HH_MAX_HEADERS)
+			return hh_fail(h, 431, "too many headers");
+		h->hh_hdr[h->hh_nhdr].hd_name = h->hh_arena +
+		    h->hh_arenalen + (h->hh_arenalen > 0 ? 1 : 0);
+		h->hh_hdr[h->hh_nhdr].hd_value = "";
+		h->hh_nhdr++;
+	}
+	h->hh_last_was_value = 0;
+	if (hh_append(h, at, len, start) == -1)
+		return hh_fail(h, 431, "request head too large");
+	return 0;
+}
+
+static int
+hh_on_value(http_parser *p, const char *at, size_t len)
+{
+	struct hhead *h = p->data;
+	struct hh_header *hd = &h->hh_hdr[h->hh_nhdr - 1];
+	int start = !h->hh_last_was_value;
+
+	if (h->hh_nhdr == 0)
+		return hh_fail(h, 400, "header value without a name");
+	if (start)
+		hd->hd_value = h->hh_arena + h->hh_arenalen +
+		    (h->hh_arenalen > 0 ? 1 : 0);
+	h->hh_last_was_value = 1;
+	if (hh_append(h, at, len, start) == -1)
+		return hh_fail(h, 431, "request head too large");
+	return 0;
+}
+
+static int
+hh_on_headers(http_parser *p)
+{
+	struct hhead *h = p->data;
+	char *q;
+
+	h->hh_headers_done = 1;
+	h->hh_in_head = 0;
+
+	snprintf(h->hh_method, sizeof(h->hh_method), "%s",
+	    http_method_str(p->method));
+	if (h->hh_url == NULL || h->hh_url[0] != '/')
+		return hh_fail(h, 400, "bad request target");
+	h->hh_path = h->hh_url;
+	if ((q = strchr(h->hh_url, '?')) != NULL) {
+		*q = '\0';
+		h->hh_query = q + 1;
+	}
+	if ((p->flags & F_CONTENTLENGTH) &&
+	    p->content_length > HH_BODY_MAX)
+		return hh_fail(h, 413, "request body too large");
+	h->hh_keepalive = http_should_keep_alive(p);
+	return 0;
+}
+
+static int
+hh_on_body(http_parser *p, const char *at, size_t len)
+{
+	struct hhead *h = p->data;
+
+	if (h->hh_bodylen + len > HH_BODY_MAX)
+		return hh_fail(h, 413, "request body too large");
+	if (h->hh_body == NULL &&
+	    (h->hh_body = malloc(HH_BODY_MAX + 1)) == NULL)
+		return hh_fail(h, 503, "out of memory");
+	memcpy(h->hh_body + h->hh_bodylen, at, len);
+	h->hh_bodylen += len;
+	h->hh_body[h->hh_bodylen] = '\0';
+	return 0;
+}
+
+static int
+hh_on_complete(http_parser *p)
+{
+	struct hhead *h = p->data;
+
+	h->hh_keepalive = http_should_keep_alive(p);
+	h->hh_state = HH_DONE;
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+enum hh_state
+hh_feed(struct hhead *h, const char *buf, size_t len, size_t *used)
+{
+	http_parser	*p = &h->hh_parser;
+	size_t		 n, room;
+	enum http_errno	 e;
+
+	*used = 0;
+	if (h->hh_state != HH_MORE)
+		return h->hh_state;
+	/* Count head bytes ourselves: http_parser's limit is per line set. */
+	if (!h->hh_headers_done) {
+		room = HH_HEAD_MAX - h->hh_headbytes;
+		if (len > room) {
+			len = room + 1;	/* let the parser or us trip */
+		}
+	}
+	n = http_parser_execute(p, &hh_settings, buf, len);
+	*used = n;
+	if (!h->hh_headers_done)
+		h->hh_headbytes += n;
+	e = HTTP_PARSER_ERRNO(p);
+	if (h->hh_status != 0) {
+		h->hh_state = HH_ERROR;
+		return HH_ERROR;
+	}
+	if (p->upgrade && h->hh_headers_done) {
+		h->hh_upgrade = 1;
+		h->hh_state = HH_UPGRADE;
+		return HH_UPGRADE;
+	}
+	if (e != HPE_OK && e != HPE_PAUSED) {
+		if (e == HPE_HEADER_OVERFLOW)
+			hh_fail(h, 431, "request head too large");
+		else if (e == HPE_INVALID_METHOD)
+			hh_fail(h, 501, "unknown method");
+		else if (e == HPE_INVALID_VERSION)
+			hh_fail(h, 505, "bad HTTP version");
+		else
+			hh_fail(h, 400, http_errno_description(e));
+		h->hh_state = HH_ERROR;
+		return HH_ERROR;
+	}
+	if (!h->hh_headers_done && h->hh_headbytes > HH_HEAD_MAX) {
+		hh_fail(h, 431, "request head too large");
+		h->hh_state = HH_ERROR;
+	}
+	return h->hh_state;
+}
+
+const char *
+hh_get(const struct hhead *h, const char *name)
+{
+	int	i;
+
+	for (i = 0; i < h->hh_nhdr; i++)
+		if (strcasecmp(h->hh_hdr[i].hd_name, name) == 0)
+			return h->hh_hdr[i].hd_value;
+	return NULL;
+}
+
+int
+hh_has_token(const char *value, const char *token)
+{
+	size_t	tl = strlen(token), n;
+	const char *s = value;
+
+	if (value == NULL)
+		return 0;
+	while (*s != '\0') {
+		while (*s == ' ' || *s == '\t' || *s == ',')
+			s++;
+		n = strcspn(s, ", \t");
+		if (n == tl && strncasecmp(s, token, tl) == 0)
+			return 1;
+		s += n;
+		while (*s != '\0' && *s != ',')
+			s++;
+	}
+	return 0;
+}

@@ -1,0 +1,64 @@
+/*
+ * httphead.h - HTTP/1.x request parsing with hard limits, on top of
+ * Node's http_parser (libhttp-parser).  Used by the supervisor for every
+ * connection (incrementally) and by a worker to re-read the upgrade head
+ * it was handed.  Header names and values live in a fixed arena sized to
+ * the head limit; the body is malloc'd once, at most HH_BODY_MAX bytes.
+ */
+#ifndef NAIBER_HTTPHEAD_H
+#define NAIBER_HTTPHEAD_H
+
+#include <stddef.h>
+#include <http_parser.h>
+
+#define HH_HEAD_MAX	8192
+#define HH_BODY_MAX	65536
+#define HH_MAX_HEADERS	64
+#define HH_URL_MAX	2048
+
+enum hh_state {
+	HH_MORE = 0,	/* need more bytes */
+	HH_UPGRADE,	/* complete head of an Upgrade request; no body */
+	HH_DONE,	/* complete request with body */
+	HH_ERROR	/* hh_status says which (400, 413, 431, 501, 505) */
+};
+
+struct hh_header {
+	const char	*hd_name;
+	const char	*hd_value;
+};
+
+struct hhead {
+	http_parser	 hh_parser;
+	enum hh_state	 hh_state;
+	int		 hh_status;	/* HTTP status to answer on error */
+	const char	*hh_error;	/* short reason for the log */
+	size_t		 hh_headbytes;	/* bytes of the head seen so far */
+	int		 hh_in_head;
+	int		 hh_last_was_value;
+	int		 hh_headers_done;
+	/* results */
+	char		 hh_method[16];
+	const char	*hh_url;
+	const char	*hh_path;	/* hh_url without the query */
+	const char	*hh_query;	/* after '?', or NULL */
+	struct hh_header hh_hdr[HH_MAX_HEADERS];
+	int		 hh_nhdr;
+	int		 hh_keepalive;
+	int		 hh_upgrade;
+	char		*hh_body;	/* NUL-terminated, or NULL */
+	size_t		 hh_bodylen;
+	/* arena for url and header strings */
+	char		 hh_arena[HH_HEAD_MAX + HH_MAX_HEADERS * 2 + 8];
+	size_t		 hh_arenalen;
+};
+
+void		 hh_init(struct hhead *);
+void		 hh_reset(struct hhead *);	/* frees the body */
+/* Feed bytes; *used says how many were consumed.  Returns the state. */
+enum hh_state	 hh_feed(struct hhead *, const char *, size_t, size_t *);
+const char	*hh_get(const struct hhead *, const char *);
+/* Case-insensitive token search in a comma-separated header value. */
+int		 hh_has_token(const char *, const char *);
+
+#endif

@@ -1,0 +1,202 @@
+/*
+ * util.c - time, base64, JSON string escaping and string helpers used
+ * by both roles.  Pure functions, no allocation.
+ */
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "util.h"
+
+static const char b64_alpha[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+uint64_t
+now_mono_ns(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+now_real_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000ULL + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void
+iso8601_ms(uint64_t ms, char out[32])
+{
+	time_t		t = (time_t)(ms / 1000);
+	struct tm	tm;
+	size_t		n;
+
+	gmtime_r(&t, &tm);
+	n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+	out[n] = '.';
+	out[n + 1] = (char)('0' + (ms % 1000) / 100);
+	out[n + 2] = (char)('0' + (ms % 100) / 10);
+	out[n + 3] = (char)('0' + ms % 10);
+	out[n + 4] = 'Z';
+	out[n + 5] = '\0';
+}
+
+size_t
+strlcpy_n(char *dst, const char *src, size_t size)
+{
+	size_t	n = strlen(src);
+
+	if (size > 0) {
+		size_t c = n < size - 1 ? n : size - 1;
+		memcpy(dst, src, c);
+		dst[c] = '\0';
+	}
+	return n;
+}
+
+/* Constant time in the length of b (the secret-derived value). */
+int
+ct_streq(const char *a, const char *b)
+{
+	size_t		la = strlen(a), lb = strlen(b), i;
+	unsigned char	d = (unsigned char)(la != lb);
+
+	for (i = 0; i < lb; i++)
+		d |= (unsigned char)(a[i < la ? i : 0] ^ b[i]);
+	return d == 0;
+}
+
+size_t
+b64_enc_len(size_t n)
+{
+	return (n + 2) / 3 * 4;
+}
+
+size_t
+b64_encode(const uint8_t *in, size_t n, char *out)
+{
+	size_t	i, o = 0;
+	uint32_t v;
+
+	for (i = 0; i + 2 < n; i += 3) {
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+		out[o++] = b64_alpha[v >> 18];
+		out[o++] = b64_alpha[(v >> 12) & 63];
+		out[o++] = b64_alpha[(v >> 6) & 63];
+		out[o++] = b64_alpha[v & 63];
+	}
+	if (i < n) {
+		v = (uint32_t)in[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)in[i + 1] << 8;
+		out[o++] = b64_alpha[v >> 18];
+		out[o++] = b64_alpha[(v >> 12) & 63];
+		out[o++] = i + 1 < n ? b64_alpha[(v >> 6) & 63] : '=';
+		out[o++] = '=';
+	}
+	out[o] = '\0';
+	return o;
+}
+
+static int
+b64_val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+long
+b64_decode(const char *in, size_t n, uint8_t *out, size_t cap)
+{
+	size_t	i, o = 0, pad = 0;
+	int	a, b, c, d;
+
+	if (n % 4 != 0)
+		return -1;
+	if (n > 0 && in[n - 1] == '=')
+		pad++;
+	if (n > 1 && in[n - 2] == '=')
+		pad++;
+	if (n / 4 * 3 - pad > cap)
+		return -1;
+	for (i = 0; i < n; i += 4) {
+		int last = (i + 4 == n);
+		a = b64_val((unsigned char)in[i]);
+		b = b64_val((unsigned char)in[i + 1]);
+		c = (last && pad == 2) ? 0 : b64_val((unsigned char)in[i + 2]);
+		d = (last && pad >= 1) ? 0 : b64_val((unsigned char)in[i + 3]);
+		if (a < 0 || b < 0 || c < 0 || d < 0)
+			return -1;
+		out[o++] = (uint8_t)(a << 2 | b >> 4);
+		if (!(last && pad == 2))
+			out[o++] = (uint8_t)((b & 15) << 4 | c >> 2);
+		if (!(last && pad >= 1))
+			out[o++] = (uint8_t)((c & 3) << 6 | d);
+	}
+	return (long)o;
+}
+
+int
+json_escape(const char *s, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t	o = 0;
+	unsigned char c;
+
+	for (; (c = (unsigned char)*s) != '\0'; s++) {
+		if (o + 7 >= cap)
+			return -1;
+		if (c == '"' || c == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)c;
+		} else if (c == '\n') {
+			out[o++] = '\\', out[o++] = 'n';
+		} else if (c == '\t') {
+			out[o++] = '\\', out[o++] = 't';
+		} else if (c < 0x20 || c == 0x7f) {
+			out[o++] = '\\', out[o++] = 'u';
+			out[o++] = '0', out[o++] = '0';
+			out[o++] = hex[c >> 4], out[o++] = hex[c & 15];
+		} else
+			out[o++] = (char)c;
+	}
+	if (o >= cap)
+		return -1;
+	out[o] = '\0';
+	return 0;
+}
+
+int
+is_loopback_addr(const void *sa)
+{
+	const struct sockaddr *s = sa;
+	const struct sockaddr_in6 *s6;
+
+	if (s->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr)
+		    >> 24) == 127;
+	if (s->sa_family == AF_INET6) {
+		s6 = sa;
+		if (IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr))
+			return 1;
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+			return s6->sin6_addr.s6_addr[12] == 127;
+	}
+	return 0;
+}

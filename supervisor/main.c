@@ -1,0 +1,257 @@
+/*
+ * main.c - naiberd's entry: command line, configuration, -t, binding,
+ * -D and the pid file, privilege drop, then supervisor_run().  Runs in
+ * the supervisor before its event loop exists; err-style exits only.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+#include "supervisor.h"
+
+#define META_SHORT	"c:DfhtV"
+
+static void	usage(FILE *);
+static int	pidfile_write(const char *);
+static int	daemonize(void);
+static int	drop_privileges(const char *);
+
+static struct cfg_override overrides[64];
+static size_t		   noverrides;
+
+static void
+usage(FILE *fp)
+{
+	size_t	i;
+	char	c;
+
+	fprintf(fp, "usage: naiberd [-DfhtV] [-c file]");
+	/* Short flags with arguments, alphabetically. */
+	for (c = 'a'; c <= 'z'; c++) {
+		int k = config_find_short(c);
+		if (k >= 0)
+			fprintf(fp, " [-%c %s]", c, config_opts[k].o_arg);
+	}
+	for (i = 0; i < config_nopts; i++)
+		if (config_opts[i].o_long != NULL)
+			fprintf(fp, " [--%s %s]", config_opts[i].o_long,
+			    config_opts[i].o_arg);
+	fprintf(fp, "\n");
+}
+
+static int
+parse_args(int argc, char **argv, const char **cfpath, int *must_exist,
+    int *test, int *daemon_mode)
+{
+	struct option	 lopts[64];
+	char		 sopts[64] = META_SHORT;
+	size_t		 i, nl = 0, ns = strlen(sopts);
+	int		 ch, li, k;
+
+	for (i = 0; i < config_nopts; i++) {
+		const struct opt *o = &config_opts[i];
+		if (o->o_short != 0) {
+			sopts[ns++] = (char)o->o_short;
+			sopts[ns++] = ':';
+		}
+		if (o->o_long != NULL) {
+			lopts[nl].name = o->o_long;
+			lopts[nl].has_arg = required_argument;
+			lopts[nl].flag = NULL;
+			lopts[nl].val = 1000 + (int)i;
+			nl++;
+		}
+	}
+	sopts[ns] = '\0';
+	memset(&lopts[nl], 0, sizeof(lopts[nl]));
+	while ((ch = getopt_long(argc, argv, sopts, lopts, &li)) != -1) {
+		switch (ch) {
+		case 'c':
+			*cfpath = optarg;
+			*must_exist = 1;
+			break;
+		case 'D':
+			*daemon_mode = 1;
+			break;
+		case 'f':
+			*daemon_mode = 0;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 't':
+			*test = 1;
+			break;
+		case 'V':
+			printf("naiberd %s\n", NAIBER_VERSION);
+			exit(0);
+		default:
+			k = ch >= 1000 ? ch - 1000 : config_find_short(ch);
+			if (k < 0 || noverrides == 64) {
+				usage(stderr);
+				exit(1);
+			}
+			overrides[noverrides].co_opt = k;
+			overrides[noverrides].co_val = optarg;
+			noverrides++;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "naiberd: unexpected argument \"%s\"\n",
+		    argv[optind]);
+		usage(stderr);
+		exit(1);
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct cfg_errors	 errs;
+	struct config		*cf;
+	const char		*cfpath = CONFIG_DEFAULT_FILE;
+	int			 must_exist = 0, test = 0, daemon_mode = 0, i;
+
+	parse_args(argc, argv, &cfpath, &must_exist, &test, &daemon_mode);
+	if ((cf = config_build(cfpath, must_exist, overrides, noverrides,
+	    &errs)) == NULL) {
+		for (i = 0; i < errs.ce_n; i++)
+			fprintf(stderr, "naiberd: %s\n", errs.ce_msg[i]);
+		if (errs.ce_n == CONFIG_MAX_ERRORS)
+			fprintf(stderr, "naiberd: (more errors not shown)\n");
+		return 1;
+	}
+	if (test) {
+		printf("configuration OK\n");
+		return 0;
+	}
+	if (geteuid() == 0 && cf->user == NULL &&
+	    (daemon_mode || cf->port < 1024)) {
+		fprintf(stderr, "naiberd: refusing to run as root: give -u "
+		    "user (or run in the foreground on a port >= 1024)\n");
+		return 1;
+	}
+	log_init(log_format_parse(cf->log_format),
+	    log_target_parse(cf->log_target), log_level_parse(cf->log_level));
+	log_setproc("supervisor");
+	sv.sv_cf = cf;
+	sv.sv_cfpath = cfpath;
+	sv.sv_cf_must_exist = must_exist;
+	sv.sv_ov = overrides;
+	sv.sv_nov = noverrides;
+	if ((sv.sv_listen_fd = listener_open(cf->listen_addr, cf->port)) == -1)
+		return 1;
+	if (daemon_mode && daemonize() == -1)
+		return 1;
+	if (cf->pidfile != NULL && pidfile_write(cf->pidfile) == -1)
+		return 1;
+	if (cf->user != NULL && drop_privileges(cf->user) == -1)
+		return 1;
+	return supervisor_run();
+}
+
+static int
+daemonize(void)
+{
+	pid_t	pid;
+	int	fd;
+
+	if ((pid = fork()) == -1) {
+		log_warn("fork");
+		return -1;
+	}
+	if (pid != 0)
+		_exit(0);
+	if (setsid() == -1) {
+		log_warn("setsid");
+		return -1;
+	}
+	if ((pid = fork()) == -1) {
+		log_warn("fork");
+		return -1;
+	}
+	if (pid != 0)
+		_exit(0);
+	if (chdir("/") == -1)
+		log_warn("chdir /");
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	return 0;
+}
+
+/* Refuses to start if a live process holds the pid file. */
+static int
+pidfile_write(const char *path)
+{
+	char	buf[32];
+	int	fd, n;
+	long	old;
+
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1) {
+		log_warn("pid file %s", path);
+		return -1;
+	}
+	n = (int)read(fd, buf, sizeof(buf) - 1);
+	if (n > 0) {
+		buf[n] = '\0';
+		old = strtol(buf, NULL, 10);
+		if (old > 0 && old != getpid() && (kill((pid_t)old, 0) == 0 ||
+		    errno == EPERM)) {
+			log_warnx("pid file %s: naiberd already running as "
+			    "pid %ld", path, old);
+			close(fd);
+			return -1;
+		}
+	}
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) == -1 || pwrite(fd, buf, (size_t)n, 0) != n) {
+		log_warn("pid file %s", path);
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static int
+drop_privileges(const char *user)
+{
+	struct passwd	*pw;
+
+	if ((pw = getpwnam(user)) == NULL) {
+		log_warnx("unknown user %s", user);
+		return -1;
+	}
+	if (geteuid() != 0) {
+		if (geteuid() == pw->pw_uid)
+			return 0;
+		log_warnx("-u %s needs to start as root", user);
+		return -1;
+	}
+	if (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
+	    setuid(pw->pw_uid) == -1) {
+		log_warn("cannot become %s", user);
+		return -1;
+	}
+	if (setuid(0) != -1) {
+		log_warnx("privileges could be regained after dropping");
+		return -1;
+	}
+	log_info("running as %s (uid %u)", user, (unsigned)pw->pw_uid);
+	return 0;
+}

@@ -1,0 +1,132 @@
+/*
+ * metrics.c - the supervisor's counters and histograms, merged from the
+ * workers' DONE reports, rendered as Prometheus text for GET /metrics.
+ * Runs in the supervisor only; workers keep their own counters and
+ * report them once, at the end of their call.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "supervisor.h"
+
+struct metrics metrics;
+
+/* Handoff latency bucket bounds in nanoseconds. */
+static const uint64_t handoff_le[] = {
+	50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
+	10000000, 25000000, 50000000, 100000000
+};
+#define NHANDOFF_LE	(sizeof(handoff_le) / sizeof(handoff_le[0]))
+
+void
+metrics_handoff(uint64_t ns)
+{
+	size_t	i;
+
+	for (i = 0; i < NHANDOFF_LE; i++)
+		if (ns <= handoff_le[i])
+			metrics.m_handoff_hist[i]++;
+	metrics.m_handoff_sum_ns += ns;
+	metrics.m_handoff_count++;
+}
+
+void
+metrics_done(const struct msg_done *d)
+{
+	metrics.m_calls_done++;
+	metrics.m_frames_in += d->dn_frames_in;
+	metrics.m_frames_out += d->dn_frames_out;
+	metrics.m_frames_dropped += d->dn_frames_dropped;
+	metrics.m_bad_messages += d->dn_bad_messages;
+	metrics.m_pongs += d->dn_pongs;
+	metrics.m_clears += d->dn_clears;
+}
+
+void
+metrics_http(int code)
+{
+	int	c = code / 100;
+
+	metrics.m_http[c >= 1 && c <= 5 ? c : 0]++;
+}
+
+#define COUNTER(name, help, val)					\
+	fprintf(fp, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n",	\
+	    name, help, name, name, (unsigned long long)(val))
+#define GAUGE(name, help, val)						\
+	fprintf(fp, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n",	\
+	    name, help, name, name, (unsigned long long)(val))
+
+static void
+metrics_histogram(FILE *fp)
+{
+	size_t	i;
+
+	fprintf(fp, "# HELP naiberd_handoff_seconds Accept to worker owning "
+	    "the stream socket.\n# TYPE naiberd_handoff_seconds histogram\n");
+	for (i = 0; i < NHANDOFF_LE; i++)
+		fprintf(fp, "naiberd_handoff_seconds_bucket{le=\"%g\"} %llu\n",
+		    (double)handoff_le[i] / 1e9,
+		    (unsigned long long)metrics.m_handoff_hist[i]);
+	fprintf(fp, "naiberd_handoff_seconds_bucket{le=\"+Inf\"} %llu\n"
+	    "naiberd_handoff_seconds_sum %.9f\n"
+	    "naiberd_handoff_seconds_count %llu\n",
+	    (unsigned long long)metrics.m_handoff_count,
+	    (double)metrics.m_handoff_sum_ns / 1e9,
+	    (unsigned long long)metrics.m_handoff_count);
+}
+
+/* Returns malloc'd text; caller frees. */
+char *
+metrics_render(size_t *len)
+{
+	char	*buf = NULL;
+	FILE	*fp;
+	int	 i;
+
+	if ((fp = open_memstream(&buf, len)) == NULL)
+		return NULL;
+	fprintf(fp, "# HELP naiberd_workers Worker processes by state.\n"
+	    "# TYPE naiberd_workers gauge\n"
+	    "naiberd_workers{state=\"idle\"} %u\n"
+	    "naiberd_workers{state=\"busy\"} %u\n"
+	    "naiberd_workers{state=\"exiting\"} %u\n",
+	    pool_count(W_IDLE), pool_count(W_BUSY), pool_count(W_EXITING));
+	GAUGE("naiberd_calls_active", "Calls being served by a worker.",
+	    pool_count(W_BUSY));
+	GAUGE("naiberd_connections", "Open HTTP connections.",
+	    listener_nconns());
+	COUNTER("naiberd_handoffs_total", "Streams handed to a worker.",
+	    metrics.m_handoffs);
+	COUNTER("naiberd_handoff_failures_total", "Streams no worker took.",
+	    metrics.m_handoff_fail);
+	COUNTER("naiberd_worker_crashes_total", "Workers that died during a "
+	    "call without reporting DONE.", metrics.m_crashes);
+	COUNTER("naiberd_workers_spawned_total", "Workers forked.",
+	    metrics.m_workers_spawned);
+	COUNTER("naiberd_calls_done_total", "Calls that ended normally.",
+	    metrics.m_calls_done);
+	COUNTER("naiberd_frames_in_total", "Twilio media frames received.",
+	    metrics.m_frames_in);
+	COUNTER("naiberd_frames_out_total", "Media frames sent to Twilio.",
+	    metrics.m_frames_out);
+	COUNTER("naiberd_frames_dropped_total", "Audio frames dropped.",
+	    metrics.m_frames_dropped);
+	COUNTER("naiberd_bad_messages_total", "Malformed peer messages.",
+	    metrics.m_bad_messages);
+	COUNTER("naiberd_stream_refused_signature_total", "Stream upgrades "
+	    "with a bad X-Twilio-Signature.", metrics.m_refused_sig);
+	COUNTER("naiberd_stream_refused_capacity_total", "Stream upgrades "
+	    "refused at max calls.", metrics.m_refused_capacity);
+	fprintf(fp, "# HELP naiberd_http_responses_total HTTP responses by "
+	    "status class.\n# TYPE naiberd_http_responses_total counter\n");
+	for (i = 1; i <= 5; i++)
+		fprintf(fp, "naiberd_http_responses_total{code=\"%dxx\"} "
+		    "%llu\n", i, (unsigned long long)metrics.m_http[i]);
+	metrics_histogram(fp);
+	if (fclose(fp) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}

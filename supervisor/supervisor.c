@@ -1,0 +1,253 @@
+/*
+ * supervisor.c - the supervisor's event loop: signal events, sd_notify,
+ * reload (build, validate, swap) and the two-stage shutdown.  Runs in
+ * the supervisor process only; everything else hangs off sv.sv_base.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+#include "supervisor.h"
+
+#define KILL_GRACE_SECS	5
+
+struct supervisor sv = { .sv_listen_fd = -1 };
+
+static void	sv_sigterm(int, short, void *);
+static void	sv_sighup(int, short, void *);
+static void	sv_sigchld(int, short, void *);
+static void	sv_drain_expired(int, short, void *);
+static void	sv_kill_expired(int, short, void *);
+static void	sv_watchdog(int, short, void *);
+static void	sv_reload(void);
+static void	sv_apply_logging(const struct config *);
+
+static struct event	*ev_drain, *ev_kill, *ev_watchdog;
+
+/* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET. */
+void
+supervisor_notify(const char *msg)
+{
+	const char		*path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un	 sun;
+	socklen_t		 len;
+	int			 fd;
+
+	if (path == NULL || path[0] == '\0' ||
+	    strlen(path) >= sizeof(sun.sun_path))
+		return;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path));
+	if (sun.sun_path[0] == '@')
+		sun.sun_path[0] = '\0';
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+	    strlen(path));
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
+		return;
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL,
+	    (struct sockaddr *)&sun, len) == -1)
+		log_debug("sd_notify: %s", strerror(errno));
+	close(fd);
+}
+
+static void
+sv_apply_logging(const struct config *cf)
+{
+	log_init(log_format_parse(cf->log_format),
+	    log_target_parse(cf->log_target), log_level_parse(cf->log_level));
+}
+
+int
+supervisor_run(void)
+{
+	struct event	*ev_term, *ev_int, *ev_hup, *ev_chld;
+	struct timeval	 tv;
+	const char	*wd;
+	long		 usec;
+
+	signal(SIGPIPE, SIG_IGN);
+	event_set_log_callback(log_libevent);
+	if ((sv.sv_base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	ev_term = evsignal_new(sv.sv_base, SIGTERM, sv_sigterm, NULL);
+	ev_int = evsignal_new(sv.sv_base, SIGINT, sv_sigterm, NULL);
+	ev_hup = evsignal_new(sv.sv_base, SIGHUP, sv_sighup, NULL);
+	ev_chld = evsignal_new(sv.sv_base, SIGCHLD, sv_sigchld, NULL);
+	ev_drain = evtimer_new(sv.sv_base, sv_drain_expired, NULL);
+	ev_kill = evtimer_new(sv.sv_base, sv_kill_expired, NULL);
+	if (ev_term == NULL || ev_int == NULL || ev_hup == NULL ||
+	    ev_chld == NULL || ev_drain == NULL || ev_kill == NULL ||
+	    evsignal_add(ev_term, NULL) || evsignal_add(ev_int, NULL) ||
+	    evsignal_add(ev_hup, NULL) || evsignal_add(ev_chld, NULL))
+		fatalx("cannot install signal events");
+	if (listener_start(sv.sv_listen_fd) == -1)
+		fatalx("cannot watch the listening socket");
+	if (pool_start() == -1)
+		fatalx("cannot start workers");
+	sv.sv_t_start_ms = now_real_ms();
+	if (!config_has_api_token(sv.sv_cf))
+		log_warnx("api_token (NAIBER_API_TOKEN) is not set: /call, "
+		    "/sessions and /metrics answer loopback clients only");
+	log_info("naiberd %s listening on %s:%ld (workers %ld, max calls %ld)",
+	    NAIBER_VERSION, sv.sv_cf->listen_addr, sv.sv_cf->port,
+	    sv.sv_cf->workers, sv.sv_cf->max_calls);
+	if ((wd = getenv("WATCHDOG_USEC")) != NULL &&
+	    (usec = strtol(wd, NULL, 10)) > 0) {
+		ev_watchdog = event_new(sv.sv_base, -1, EV_PERSIST,
+		    sv_watchdog, NULL);
+		tv.tv_sec = usec / 2 / 1000000;
+		tv.tv_usec = usec / 2 % 1000000;
+		if (ev_watchdog != NULL)
+			event_add(ev_watchdog, &tv);
+	}
+	supervisor_notify("READY=1");
+	event_base_dispatch(sv.sv_base);
+	log_info("shutdown complete");
+	return 0;
+}
+
+static void
+sv_watchdog(int fd, short ev, void *arg)
+{
+	(void)fd, (void)ev, (void)arg;
+	supervisor_notify("WATCHDOG=1");
+}
+
+void
+supervisor_workers_gone(void)
+{
+	event_base_loopexit(sv.sv_base, NULL);
+}
+
+static void
+sv_sigterm(int sig, short ev, void *arg)
+{
+	struct timeval	tv = { sv.sv_cf->drain_timeout, 0 };
+
+	(void)ev, (void)arg;
+	if (sv.sv_state == SV_RUNNING) {
+		sv.sv_state = SV_DRAINING;
+		supervisor_notify("STOPPING=1");
+		listener_stop();
+		pool_drain_idle();
+		log_info("SIG%s: draining %u live calls for up to %ld s",
+		    sigabbrev_np(sig), pool_count(W_BUSY),
+		    sv.sv_cf->drain_timeout);
+		evtimer_add(ev_drain, &tv);
+		if (pool_total() == 0)
+			supervisor_workers_gone();
+		return;
+	}
+	log_info("SIG%s again: ending live calls now", sigabbrev_np(sig));
+	evtimer_del(ev_drain);
+	sv_drain_expired(-1, 0, NULL);
+}
+
+static void
+sv_drain_expired(int fd, short ev, void *arg)
+{
+	struct timeval	tv = { KILL_GRACE_SECS, 0 };
+
+	(void)fd, (void)ev, (void)arg;
+	if (sv.sv_state == SV_STOPPING)
+		return;
+	sv.sv_state = SV_STOPPING;
+	if (pool_count(W_BUSY) > 0)
+		log_info("ending %u live calls", pool_count(W_BUSY));
+	pool_signal_busy(SIGTERM);
+	evtimer_add(ev_kill, &tv);
+	if (pool_total() == 0)
+		supervisor_workers_gone();
+}
+
+static void
+sv_kill_expired(int fd, short ev, void *arg)
+{
+	(void)fd, (void)ev, (void)arg;
+	if (pool_total() > 0) {
+		log_warnx("%u workers did not stop in %d s: killing them",
+		    pool_total(), KILL_GRACE_SECS);
+		pool_signal_busy(SIGKILL);
+	}
+}
+
+static void
+sv_sigchld(int sig, short ev, void *arg)
+{
+	(void)sig, (void)ev, (void)arg;
+	pool_reap();
+}
+
+static void
+sv_sighup(int sig, short ev, void *arg)
+{
+	(void)sig, (void)ev, (void)arg;
+	if (sv.sv_state != SV_RUNNING) {
+		log_info("SIGHUP ignored while shutting down");
+		return;
+	}
+	if (sv.sv_reloading) {
+		log_info("SIGHUP ignored: a reload is in progress");
+		return;
+	}
+	sv.sv_reloading = 1;
+	sv_reload();
+	sv.sv_reloading = 0;
+}
+
+/*
+ * Build and validate a new configuration; on any error keep the old one
+ * and log every problem.  On success swap it in and replace the idle
+ * workers, so only calls that start from now on see the new settings.
+ */
+static void
+sv_reload(void)
+{
+	struct cfg_errors	 errs;
+	struct config		*ncf, *ocf = sv.sv_cf;
+	char			 names[512], buf[64];
+	size_t			 i;
+
+	snprintf(buf, sizeof(buf), "RELOADING=1\nMONOTONIC_USEC=%llu",
+	    (unsigned long long)(now_mono_ns() / 1000));
+	supervisor_notify(buf);
+	ncf = config_build(sv.sv_cfpath, sv.sv_cf_must_exist, sv.sv_ov,
+	    sv.sv_nov, &errs);
+	if (ncf == NULL) {
+		for (i = 0; i < (size_t)errs.ce_n; i++)
+			log_warnx("reload failed: %s", errs.ce_msg[i]);
+		log_warnx("reload failed: keeping the old configuration");
+		supervisor_notify("READY=1");
+		return;
+	}
+	if (config_noreload_changed(ocf, ncf, names, sizeof(names)))
+		log_warnx("reload: %s cannot change without a restart; "
+		    "keeping the running values", names);
+	for (i = 0; i < config_nopts; i++) {
+		const struct opt *o = &config_opts[i];
+		char tmp[sizeof(char *) > sizeof(long) ? sizeof(char *) :
+		    sizeof(long)];
+		size_t sz = o->o_type == OT_INT ? sizeof(long) :
+		    o->o_type == OT_BOOL ? sizeof(int) : sizeof(char *);
+		if (!(o->o_flags & OF_NORELOAD))
+			continue;
+		memcpy(tmp, (char *)ncf + o->o_off, sz);
+		memcpy((char *)ncf + o->o_off, (char *)ocf + o->o_off, sz);
+		memcpy((char *)ocf + o->o_off, tmp, sz);
+	}
+	sv.sv_cf = ncf;
+	config_free(ocf);
+	sv_apply_logging(ncf);
+	pool_drain_idle();
+	pool_refill();
+	log_info("SIGHUP: configuration reloaded");
+	supervisor_notify("READY=1");
+}

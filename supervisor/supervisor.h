@@ -1,0 +1,155 @@
+/*
+ * supervisor.h - structs and prototypes of the supervisor process,
+ * grouped by the file that owns them.  Nothing here is seen by worker/.
+ */
+#ifndef NAIBER_SUPERVISOR_H
+#define NAIBER_SUPERVISOR_H
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/buffer.h>
+
+#include "channel.h"
+#include "config.h"
+#include "httphead.h"
+
+struct conn;
+struct worker;
+
+/* supervisor.c */
+enum sv_state {
+	SV_RUNNING,
+	SV_DRAINING,
+	SV_STOPPING
+};
+
+struct supervisor {
+	struct event_base	*sv_base;
+	struct config		*sv_cf;
+	const char		*sv_cfpath;
+	int			 sv_cf_must_exist;
+	const struct cfg_override *sv_ov;
+	size_t			 sv_nov;
+	int			 sv_listen_fd;
+	enum sv_state		 sv_state;
+	int			 sv_reloading;
+	uint64_t		 sv_t_start_ms;
+};
+
+extern struct supervisor sv;
+
+int	supervisor_run(void);
+void	supervisor_notify(const char *);
+void	supervisor_workers_gone(void);
+
+/* listener.c */
+#define CONN_IN_MAX	12288
+#define CONN_MAX	1024
+
+struct conn {
+	TAILQ_ENTRY(conn)	 cn_entry;
+	int			 cn_fd;
+	struct sockaddr_storage	 cn_peer;
+	socklen_t		 cn_peerlen;
+	char			 cn_addr[64];
+	uint64_t		 cn_t_accept;
+	struct event		*cn_rev;
+	struct event		*cn_wev;
+	struct event		*cn_timer;
+	struct evbuffer		*cn_out;
+	struct hhead		 cn_req;
+	char			 cn_in[CONN_IN_MAX];
+	size_t			 cn_inlen;	/* bytes held */
+	size_t			 cn_reqstart;	/* first byte of this request */
+	size_t			 cn_pos;	/* first byte not yet parsed */
+	int			 cn_close_after;
+	int			 cn_busy;	/* request being answered */
+	unsigned		 cn_nreq;
+};
+
+int	listener_start(int);
+void	listener_stop(void);
+int	listener_open(const char *, long);
+void	conn_respond(struct conn *, int, const char *, const char *, size_t,
+	    const char *);
+void	conn_respond_json_error(struct conn *, int, const char *);
+void	conn_close(struct conn *, const char *);
+void	conn_detach(struct conn *);
+unsigned listener_nconns(void);
+
+/* router.c */
+void	router_dispatch(struct conn *, struct hhead *);
+void	router_upgrade(struct conn *, struct hhead *);
+int	router_token_ok(struct conn *, struct hhead *);
+
+/* api_ops.c */
+void	api_health(struct conn *, struct hhead *);
+void	api_metrics(struct conn *, struct hhead *);
+
+/* pool.c */
+enum w_state {
+	W_IDLE,
+	W_BUSY,
+	W_EXITING,
+	W_NSTATES
+};
+
+struct worker {
+	TAILQ_ENTRY(worker)	 w_entry;
+	pid_t			 w_pid;
+	int			 w_fd;
+	uint32_t		 w_ref;
+	enum w_state		 w_state;
+	struct event		*w_ev;
+	uint64_t		 w_t_spawn;
+	uint64_t		 w_t_busy;
+	int			 w_took_call;
+	int			 w_got_done;
+	int			 w_asked_exit;
+	struct msg_call_info	 w_ci;
+	struct msg_done		 w_done;
+};
+
+int	pool_start(void);
+void	pool_refill(void);
+int	pool_handoff(struct conn *);
+void	pool_reap(void);
+void	pool_drain_idle(void);
+void	pool_signal_busy(int);
+unsigned pool_count(enum w_state);
+unsigned pool_total(void);
+int	pool_throttled(void);
+
+/* metrics.c */
+struct metrics {
+	uint64_t	m_handoffs;
+	uint64_t	m_handoff_fail;
+	uint64_t	m_crashes;
+	uint64_t	m_calls_done;
+	uint64_t	m_frames_in;
+	uint64_t	m_frames_out;
+	uint64_t	m_frames_dropped;
+	uint64_t	m_bad_messages;
+	uint64_t	m_pongs;
+	uint64_t	m_clears;
+	uint64_t	m_http[6];	/* by status class 1xx..5xx, [0] other */
+	uint64_t	m_refused_sig;
+	uint64_t	m_refused_capacity;
+	uint64_t	m_workers_spawned;
+	uint64_t	m_handoff_hist[16];
+	uint64_t	m_handoff_sum_ns;
+	uint64_t	m_handoff_count;
+};
+
+extern struct metrics metrics;
+
+void	metrics_handoff(uint64_t);
+void	metrics_done(const struct msg_done *);
+void	metrics_http(int);
+char	*metrics_render(size_t *);
+
+#endif

@@ -1,0 +1,143 @@
+/*
+ * call.c - struct call, the one call a worker serves: its state, its
+ * timers and call_end(), the only way a call ends.  call_end() is
+ * idempotent: it closes the Twilio socket with 1000, waits (bounded)
+ * for the close to go out, writes one summary line, reports DONE and
+ * the worker exits.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+#include "worker.h"
+
+#define START_TIMEOUT_SECS	10
+#define FLUSH_POLL_MS		20
+#define FLUSH_MAX_MS		2000
+
+static void	call_no_start(int, short, void *);
+static void	call_too_long(int, short, void *);
+static void	call_flush(int, short, void *);
+static void	call_finish(struct call *);
+
+static const char *const cs_names[] = {
+	"handshake", "wait_start", "active", "ending"
+};
+
+struct call *
+call_new(int fd, const struct msg_handoff *ho, const uint8_t *head,
+    size_t len)
+{
+	struct call	*c;
+	struct timeval	 tv = { START_TIMEOUT_SECS, 0 };
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->c_fd = fd;
+	c->c_t_begin = now_mono_ns();
+	c->c_t_handoff = ho->ho_t_accept_ns;
+	c->c_state = CS_HANDSHAKE;
+	c->c_t_start = evtimer_new(wk.wk_base, call_no_start, c);
+	c->c_t_max = evtimer_new(wk.wk_base, call_too_long, c);
+	c->c_t_flush = event_new(wk.wk_base, -1, EV_PERSIST, call_flush, c);
+	if (c->c_t_start == NULL || c->c_t_max == NULL ||
+	    c->c_t_flush == NULL) {
+		free(c);
+		return NULL;
+	}
+	wk.wk_call = c;
+	if (twilio_ws_accept(c, fd, head, len) == -1) {
+		call_end(c, "handshake refused");
+		return c;
+	}
+	call_set_state(c, CS_WAIT_START);
+	evtimer_add(c->c_t_start, &tv);
+	tv.tv_sec = wk.wk_cf->max_call_seconds;
+	evtimer_add(c->c_t_max, &tv);
+	return c;
+}
+
+/* The only place a call changes state; a move backwards is a bug. */
+void
+call_set_state(struct call *c, enum call_state to)
+{
+	if (to <= c->c_state)
+		log_panic("call state %s to %s", cs_names[c->c_state],
+		    cs_names[to]);
+	log_debug("call %s -> %s", cs_names[c->c_state], cs_names[to]);
+	c->c_state = to;
+	if (to == CS_ACTIVE)
+		evtimer_del(c->c_t_start);
+}
+
+static void
+call_no_start(int fd, short ev, void *arg)
+{
+	(void)fd, (void)ev;
+	call_end(arg, "no start event");
+}
+
+static void
+call_too_long(int fd, short ev, void *arg)
+{
+	(void)fd, (void)ev;
+	call_end(arg, "max call seconds");
+}
+
+void
+call_twilio_closed(struct call *c, int code)
+{
+	(void)code;
+	call_end(c, "closed");
+}
+
+void
+call_end(struct call *c, const char *reason)
+{
+	struct timeval	tv = { 0, FLUSH_POLL_MS * 1000 };
+
+	if (c->c_state == CS_ENDING)
+		return;
+	strlcpy_n(c->c_reason, reason, sizeof(c->c_reason));
+	c->c_state = CS_ENDING;
+	evtimer_del(c->c_t_start);
+	evtimer_del(c->c_t_max);
+	if (c->c_tw == NULL || ws_done(c->c_tw)) {
+		call_finish(c);
+		return;
+	}
+	twilio_ws_close(c);
+	event_add(c->c_t_flush, &tv);
+}
+
+/* Wait for our close frame to leave, at most FLUSH_MAX_MS. */
+static void
+call_flush(int fd, short ev, void *arg)
+{
+	struct call	*c = arg;
+
+	(void)fd, (void)ev;
+	if (ws_done(c->c_tw) ||
+	    ++c->c_flush_polls * FLUSH_POLL_MS >= FLUSH_MAX_MS)
+		call_finish(c);
+}
+
+static void
+call_finish(struct call *c)
+{
+	struct msg_done	*d = &c->c_cnt;
+
+	d->dn_duration_ms = (now_mono_ns() - c->c_t_begin) / 1000000;
+	strlcpy_n(d->dn_reason, c->c_reason, sizeof(d->dn_reason));
+	log_info("call ended: reason=%s duration_ms=%llu frames_in=%llu "
+	    "frames_out=%llu dropped=%llu bad=%llu", c->c_reason,
+	    (unsigned long long)d->dn_duration_ms,
+	    (unsigned long long)d->dn_frames_in,
+	    (unsigned long long)d->dn_frames_out,
+	    (unsigned long long)d->dn_frames_dropped,
+	    (unsigned long long)d->dn_bad_messages);
+	close(c->c_fd);
+	worker_finish(d);
+}

@@ -1,0 +1,195 @@
+/*
+ * worker.c - a worker process: the scrub after fork, the channel from
+ * the supervisor (HANDOFF, PREPARE, DRAIN), signals, and the exit.  One
+ * worker serves one call and exits 0; it exits 2 if it cannot start.
+ * Reports ACCEPTED, CALL_INFO and DONE on its channel.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+#include "worker.h"
+
+#define WK_CHAN_FD	3
+
+struct wk wk = { .wk_chan = -1 };
+
+static void	worker_after_fork(int);
+static void	worker_chan(int, short, void *);
+static void	worker_signal(int, short, void *);
+static void	worker_handoff(struct chan_msg *);
+
+/*
+ * Turn the supervisor's copy into a worker: default signal handlers,
+ * only stdio and our channel open, a fresh event base (the inherited
+ * one is abandoned, never freed: its epoll fd is closed with the rest).
+ */
+static void
+worker_after_fork(int chan)
+{
+	struct sigaction	sa;
+	sigset_t		none;
+	int			sig;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sigaction(sig, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, SIG_IGN);	/* the supervisor drains on ^C */
+	signal(SIGHUP, SIG_IGN);	/* reloads are the supervisor's */
+	if (chan != WK_CHAN_FD) {
+		if (dup2(chan, WK_CHAN_FD) == -1)
+			_exit(2);
+		close(chan);
+	}
+	closefrom(WK_CHAN_FD + 1);
+	if (fcntl(WK_CHAN_FD, F_SETFD, FD_CLOEXEC) == -1 ||
+	    fcntl(WK_CHAN_FD, F_SETFL, O_NONBLOCK) == -1)
+		_exit(2);
+	log_setproc("worker");
+	sigemptyset(&none);
+	sigaddset(&none, SIGTERM);	/* read through a signalfd */
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+void
+worker_main(int chan, struct config *cf)
+{
+	struct event	*ev_chan, *ev_term;
+	sigset_t	 set;
+	int		 sfd;
+
+	worker_after_fork(chan);
+	/*
+	 * SIGTERM comes through a signalfd, not evsignal: libevent's signal
+	 * state is process-global and still names the supervisor's base.
+	 */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	if ((sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		_exit(2);
+	wk.wk_chan = WK_CHAN_FD;
+	wk.wk_cf = cf;
+	if ((wk.wk_base = event_base_new()) == NULL) {
+		log_warnx("worker: event_base_new failed");
+		_exit(2);
+	}
+	ev_chan = event_new(wk.wk_base, wk.wk_chan, EV_READ | EV_PERSIST,
+	    worker_chan, NULL);
+	ev_term = event_new(wk.wk_base, sfd, EV_READ | EV_PERSIST,
+	    worker_signal, NULL);
+	if (ev_chan == NULL || ev_term == NULL ||
+	    event_add(ev_chan, NULL) == -1 || event_add(ev_term, NULL) == -1)
+		_exit(2);
+	event_base_dispatch(wk.wk_base);
+	_exit(0);
+}
+
+static void
+worker_signal(int fd, short ev, void *arg)
+{
+	struct signalfd_siginfo	si;
+
+	(void)ev, (void)arg;
+	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		;
+	if (wk.wk_call == NULL)
+		_exit(0);
+	call_end(wk.wk_call, "shutdown");
+}
+
+static void
+worker_chan(int fd, short ev, void *arg)
+{
+	struct chan_msg	*m;
+	const char	*why;
+	int		 r;
+	static struct chan_msg msgbuf;
+
+	(void)ev, (void)arg;
+	m = &msgbuf;
+	for (;;) {
+		r = chan_recv(fd, m, &why);
+		if (r == -1 && errno == EAGAIN)
+			return;
+		if (r == 0 || (r == -1 && errno != EBADMSG)) {
+			/* The supervisor is gone. */
+			if (wk.wk_call == NULL)
+				_exit(0);
+			call_end(wk.wk_call, "supervisor gone");
+			return;
+		}
+		if (r == -1) {
+			log_warnx("bad message from the supervisor: %s", why);
+			continue;
+		}
+		wk.wk_ref = m->cm_hdr.mh_ref;
+		switch (m->cm_hdr.mh_type) {
+		case MSG_HANDOFF:
+			worker_handoff(m);
+			break;
+		case MSG_DRAIN:
+			if (wk.wk_call == NULL)
+				_exit(0);
+			wk.wk_draining = 1;
+			break;
+		case MSG_PREPARE:
+			/* This build prepares nothing ahead of a call. */
+			log_info("PREPARE for %s: no first message to prepare",
+			    m->cm_u.prepare.pr_call_sid);
+			_exit(0);
+		default:
+			log_warnx("unexpected %s from the supervisor",
+			    chan_type_name(m->cm_hdr.mh_type));
+		}
+	}
+}
+
+static void
+worker_handoff(struct chan_msg *m)
+{
+	const struct msg_handoff *ho = &m->cm_u.handoff;
+	uint64_t		  lat;
+
+	if (wk.wk_call != NULL) {
+		log_warnx("second HANDOFF while busy: refused");
+		close(m->cm_fd);
+		return;
+	}
+	lat = now_mono_ns() - ho->ho_t_accept_ns;
+	if (chan_send_accepted(wk.wk_chan, wk.wk_ref, lat) == -1)
+		log_warn("ACCEPTED");
+	wk.wk_call = call_new(m->cm_fd, ho, chan_handoff_head(m),
+	    ho->ho_headlen);
+	if (wk.wk_call == NULL) {
+		struct msg_done d;
+		memset(&d, 0, sizeof(d));
+		strlcpy_n(d.dn_reason, "out of memory", sizeof(d.dn_reason));
+		close(m->cm_fd);
+		worker_finish(&d);
+	}
+}
+
+void
+worker_report_info(const struct msg_call_info *ci)
+{
+	if (chan_send_call_info(wk.wk_chan, wk.wk_ref, ci) == -1)
+		log_warn("CALL_INFO");
+}
+
+/* The last act of a worker: report, then leave without atexit hooks. */
+void
+worker_finish(const struct msg_done *d)
+{
+	if (chan_send_done(wk.wk_chan, wk.wk_ref, d) == -1)
+		log_warn("DONE");
+	_exit(0);
+}

@@ -1,0 +1,130 @@
+/*
+ * worker.h - structs and prototypes of a worker process, grouped by the
+ * file that owns them.  Nothing here is seen by supervisor/.
+ */
+#ifndef NAIBER_WORKER_H
+#define NAIBER_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+
+#include "channel.h"
+#include "config.h"
+
+struct ws;
+struct call;
+
+/* worker.c */
+struct wk {
+	struct event_base	*wk_base;
+	struct config		*wk_cf;
+	int			 wk_chan;
+	uint32_t		 wk_ref;
+	int			 wk_draining;
+	struct call		*wk_call;
+};
+
+extern struct wk wk;
+
+void	worker_report_info(const struct msg_call_info *);
+void	worker_finish(const struct msg_done *) __attribute__((noreturn));
+
+/* ws.c - RFC 6455 over a non-blocking socket with wslay */
+struct ws_cb {
+	void	(*on_text)(void *, const uint8_t *, size_t);
+	void	(*on_close)(void *, int, const char *);
+};
+
+struct ws	*ws_server_new(struct event_base *, int, const uint8_t *,
+		    size_t, size_t, const struct ws_cb *, void *);
+int		 ws_send_text(struct ws *, const char *, size_t);
+void		 ws_close(struct ws *, uint16_t, const char *);
+int		 ws_done(const struct ws *);
+void		 ws_free(struct ws *);
+int		 ws_accept_key(const char *, char [29]);
+
+/* twilio_event.c - pure parser of Twilio Media Streams messages */
+enum tw_ev {
+	TWE_CONNECTED,
+	TWE_START,
+	TWE_MEDIA,
+	TWE_MARK,
+	TWE_DTMF,
+	TWE_STOP,
+	TWE_UNKNOWN
+};
+
+#define TW_MAX_PARAMS	16
+
+struct tw_event {
+	enum tw_ev	 te_type;
+	long		 te_seq;		/* -1 if absent */
+	char		 te_stream_sid[64];
+	char		 te_call_sid[64];
+	char		 te_account_sid[64];
+	/* start */
+	char		 te_encoding[32];
+	long		 te_rate;
+	long		 te_channels;
+	int		 te_nparams;
+	/* media */
+	const char	*te_payload;		/* base64, inside te_root */
+	size_t		 te_payload_len;
+	long		 te_chunk;
+	long		 te_timestamp;
+	char		 te_track[16];
+	/* mark, dtmf */
+	char		 te_name[64];
+	char		 te_digit[8];
+	void		*te_root;		/* json_t *, owned */
+	/* last: not cleared per message, valid below te_nparams */
+	char		 te_pname[TW_MAX_PARAMS][64];
+	char		 te_pvalue[TW_MAX_PARAMS][512];
+};
+
+int		 twilio_event_parse(const char *, size_t, struct tw_event *,
+		    const char **) __attribute__((warn_unused_result));
+void		 twilio_event_free(struct tw_event *);
+const char	*twilio_event_param(const struct tw_event *, const char *);
+
+/* twilio_ws.c - the Twilio side of a call */
+int	twilio_ws_accept(struct call *, int, const uint8_t *, size_t);
+int	twilio_ws_send(struct call *, const char *, size_t);
+void	twilio_ws_close(struct call *);
+
+/* call.c */
+enum call_state {
+	CS_HANDSHAKE,
+	CS_WAIT_START,
+	CS_ACTIVE,
+	CS_ENDING
+};
+
+struct call {
+	enum call_state	 c_state;
+	int		 c_fd;
+	struct ws	*c_tw;
+	struct event	*c_t_start;	/* no start in time */
+	struct event	*c_t_max;	/* --max-call-seconds */
+	struct event	*c_t_flush;	/* bounded wait for final frames */
+	uint64_t	 c_t_begin;	/* monotonic ns at handoff */
+	uint64_t	 c_t_handoff;
+	char		 c_call_sid[64];
+	char		 c_stream_sid[64];
+	char		 c_call_type[16];
+	char		 c_reason[64];
+	int		 c_flush_polls;
+	struct msg_done	 c_cnt;
+};
+
+struct call	*call_new(int, const struct msg_handoff *, const uint8_t *,
+		    size_t);
+void		 call_set_state(struct call *, enum call_state);
+void		 call_on_twilio(struct call *, const uint8_t *, size_t);
+void		 call_end(struct call *, const char *);
+void		 call_twilio_closed(struct call *, int);
+
+#endif
