@@ -297,12 +297,14 @@ chan_send_drain(int fd, uint32_t ref)
 }
 
 int
-chan_send_accepted(int fd, uint32_t ref, uint64_t handoff_ns)
+chan_send_accepted(int fd, uint32_t ref, uint64_t handoff_ns,
+    uint64_t channel_ns)
 {
 	struct msg_accepted	ac;
 
 	memset(&ac, 0, sizeof(ac));
 	ac.ac_handoff_ns = handoff_ns;
+	ac.ac_channel_ns = channel_ns;
 	return chan_send(fd, MSG_ACCEPTED, ref, &ac, sizeof(ac), -1);
 }
 

@@ -56,6 +56,7 @@ struct msg_prepare {
 
 struct msg_accepted {
 	uint64_t	ac_handoff_ns;	/* accept -> worker owns the fd */
+	uint64_t	ac_channel_ns;	/* supervisor's send -> worker owns it */
 };
 
 struct msg_call_info {
@@ -113,7 +114,7 @@ const uint8_t *chan_handoff_head(const struct chan_msg *);
 int	chan_send_prepare(int, uint32_t, const char *)
 	    __attribute__((warn_unused_result));
 int	chan_send_drain(int, uint32_t) __attribute__((warn_unused_result));
-int	chan_send_accepted(int, uint32_t, uint64_t)
+int	chan_send_accepted(int, uint32_t, uint64_t, uint64_t)
 	    __attribute__((warn_unused_result));
 int	chan_send_call_info(int, uint32_t, const struct msg_call_info *)
 	    __attribute__((warn_unused_result));

@@ -28,11 +28,13 @@ static void		 pool_died(struct worker *, int);
 static void		 pool_throttle(const char *);
 static void		 pool_unthrottle(int, short, void *);
 static void		 pool_free(struct worker *);
+static void		 pool_refill_cb(int, short, void *);
 
 static TAILQ_HEAD(wlist, worker) wl[W_NSTATES];
 static unsigned		 wn[W_NSTATES];
 static uint32_t		 next_ref = 1;
 static struct event	*ev_throttle;
+static struct event	*ev_refill;	/* refill after pending handoffs */
 static long		 backoff_ms;
 static int		 throttled;
 
@@ -46,7 +48,8 @@ pool_start(void)
 	for (i = 0; i < W_NSTATES; i++)
 		TAILQ_INIT(&wl[i]);
 	if ((ev_throttle = evtimer_new(sv.sv_base, pool_unthrottle, NULL))
-	    == NULL)
+	    == NULL || (ev_refill = evtimer_new(sv.sv_base, pool_refill_cb,
+	    NULL)) == NULL)
 		return -1;
 	pool_refill();
 	return pool_count(W_IDLE) > 0 ? 0 : -1;
@@ -158,6 +161,13 @@ pool_refill(void)
 }
 
 static void
+pool_refill_cb(int fd, short ev, void *arg)
+{
+	(void)fd, (void)ev, (void)arg;
+	pool_refill();
+}
+
+static void
 pool_throttle(const char *why)
 {
 	struct timeval	tv;
@@ -212,7 +222,11 @@ pool_handoff(struct conn *cn)
 		w->w_took_call = 1;
 		w->w_t_busy = now_mono_ns();
 		metrics.m_handoffs++;
-		pool_refill();
+		/* Fork the replacement once the loop is idle, not now. */
+		if (!evtimer_pending(ev_refill, NULL)) {
+			struct timeval tv = { 0, 0 };
+			evtimer_add(ev_refill, &tv);
+		}
 		return 0;
 	}
 	return -1;
@@ -255,9 +269,10 @@ pool_msg(struct worker *w, struct chan_msg *m)
 	case MSG_ACCEPTED:
 		metrics_handoff(m->cm_u.accepted.ac_handoff_ns);
 		backoff_ms = 0;
-		log_info("worker %d accepted stream (handoff %llu us)",
-		    w->w_pid, (unsigned long long)
-		    (m->cm_u.accepted.ac_handoff_ns / 1000));
+		log_info("worker %d accepted stream (handoff %llu us, channel "
+		    "%llu us)", w->w_pid, (unsigned long long)
+		    (m->cm_u.accepted.ac_handoff_ns / 1000),
+		    (unsigned long long)(m->cm_u.accepted.ac_channel_ns / 1000));
 		return 0;
 	case MSG_CALL_INFO:
 		w->w_ci = m->cm_u.call_info;

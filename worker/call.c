@@ -14,7 +14,6 @@
 #include "worker.h"
 
 #define START_TIMEOUT_SECS	10
-#define FLUSH_POLL_MS		20
 #define FLUSH_MAX_MS		2000
 
 static void	call_no_start(int, short, void *);
@@ -41,7 +40,7 @@ call_new(int fd, const struct msg_handoff *ho, const uint8_t *head,
 	c->c_state = CS_HANDSHAKE;
 	c->c_t_start = evtimer_new(wk.wk_base, call_no_start, c);
 	c->c_t_max = evtimer_new(wk.wk_base, call_too_long, c);
-	c->c_t_flush = event_new(wk.wk_base, -1, EV_PERSIST, call_flush, c);
+	c->c_t_flush = evtimer_new(wk.wk_base, call_flush, c);
 	if (c->c_t_start == NULL || c->c_t_max == NULL ||
 	    c->c_t_flush == NULL) {
 		free(c);
@@ -96,7 +95,7 @@ call_twilio_closed(struct call *c, int code)
 void
 call_end(struct call *c, const char *reason)
 {
-	struct timeval	tv = { 0, FLUSH_POLL_MS * 1000 };
+	struct timeval	tv = { FLUSH_MAX_MS / 1000, 0 };
 
 	if (c->c_state == CS_ENDING)
 		return;
@@ -112,16 +111,21 @@ call_end(struct call *c, const char *reason)
 	event_add(c->c_t_flush, &tv);
 }
 
-/* Wait for our close frame to leave, at most FLUSH_MAX_MS. */
+/* The Twilio socket has nothing left to do. */
+void
+call_twilio_done(struct call *c)
+{
+	if (c->c_state == CS_ENDING)
+		call_finish(c);
+}
+
+/* Our close frame did not get out in time: give up on it. */
 static void
 call_flush(int fd, short ev, void *arg)
 {
-	struct call	*c = arg;
-
 	(void)fd, (void)ev;
-	if (ws_done(c->c_tw) ||
-	    ++c->c_flush_polls * FLUSH_POLL_MS >= FLUSH_MAX_MS)
-		call_finish(c);
+	log_info("Twilio socket did not close in %d ms", FLUSH_MAX_MS);
+	call_finish(arg);
 }
 
 static void

@@ -29,7 +29,9 @@ static int	tw_write_all(int, const char *, size_t);
 static void	tw_start(struct call *, struct tw_event *);
 static void	tw_bad(struct call *, const char *);
 
-static const struct ws_cb tw_cb = { tw_on_text, tw_on_close };
+static void	tw_on_done(void *);
+
+static const struct ws_cb tw_cb = { tw_on_text, tw_on_close, tw_on_done };
 
 /* A fresh socket takes a short reply at once; bound the wait anyway. */
 static int
@@ -218,6 +220,12 @@ tw_on_close(void *arg, int code, const char *why)
 
 	log_debug("Twilio socket closed (%d, %s)", code, why);
 	call_twilio_closed(c, code);
+}
+
+static void
+tw_on_done(void *arg)
+{
+	call_twilio_done(arg);
 }
 
 int

@@ -157,15 +157,15 @@ static void
 worker_handoff(struct chan_msg *m)
 {
 	const struct msg_handoff *ho = &m->cm_u.handoff;
-	uint64_t		  lat;
+	uint64_t		  now = now_mono_ns();
 
 	if (wk.wk_call != NULL) {
 		log_warnx("second HANDOFF while busy: refused");
 		close(m->cm_fd);
 		return;
 	}
-	lat = now_mono_ns() - ho->ho_t_accept_ns;
-	if (chan_send_accepted(wk.wk_chan, wk.wk_ref, lat) == -1)
+	if (chan_send_accepted(wk.wk_chan, wk.wk_ref, now - ho->ho_t_accept_ns,
+	    now - ho->ho_t_send_ns) == -1)
 		log_warn("ACCEPTED");
 	wk.wk_call = call_new(m->cm_fd, ho, chan_handoff_head(m),
 	    ho->ho_headlen);

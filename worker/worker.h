@@ -36,6 +36,7 @@ void	worker_finish(const struct msg_done *) __attribute__((noreturn));
 struct ws_cb {
 	void	(*on_text)(void *, const uint8_t *, size_t);
 	void	(*on_close)(void *, int, const char *);
+	void	(*on_done)(void *);	/* nothing left to send or read */
 };
 
 struct ws	*ws_server_new(struct event_base *, int, const uint8_t *,
@@ -116,7 +117,6 @@ struct call {
 	char		 c_stream_sid[64];
 	char		 c_call_type[16];
 	char		 c_reason[64];
-	int		 c_flush_polls;
 	struct msg_done	 c_cnt;
 };
 
@@ -126,5 +126,6 @@ void		 call_set_state(struct call *, enum call_state);
 void		 call_on_twilio(struct call *, const uint8_t *, size_t);
 void		 call_end(struct call *, const char *);
 void		 call_twilio_closed(struct call *, int);
+void		 call_twilio_done(struct call *);
 
 #endif

@@ -223,20 +223,22 @@ ws_io(int fd, short ev, void *arg)
 	struct ws	*ws = arg;
 
 	(void)fd;
-	if ((ev & EV_READ) && wslay_event_recv(ws->ws_ctx) != 0) {
-		ws_update(ws);
-		ws_report_close(ws, 1006, ws->ws_eof ? "connection lost" :
-		    "protocol error");
-		return;
-	}
-	if ((ev & EV_WRITE) && wslay_event_send(ws->ws_ctx) != 0) {
-		ws_update(ws);
-		ws_report_close(ws, 1006, "connection lost");
+	if (((ev & EV_READ) && wslay_event_recv(ws->ws_ctx) != 0) ||
+	    ((ev & EV_WRITE) && wslay_event_send(ws->ws_ctx) != 0)) {
+		ws->ws_eof = 1;
+		event_del(ws->ws_rev);
+		event_del(ws->ws_wev);
+		ws_report_close(ws, 1006, "connection lost or protocol error");
+		if (ws->ws_cb->on_done != NULL)
+			ws->ws_cb->on_done(ws->ws_arg);
 		return;
 	}
 	ws_update(ws);
-	if (ws_done(ws))
+	if (ws_done(ws)) {
 		ws_report_close(ws, 1000, "closed");
+		if (ws->ws_cb->on_done != NULL)
+			ws->ws_cb->on_done(ws->ws_arg);
+	}
 }
 
 /* Queue one text message; it goes out when the socket can take it. */
