@@ -36,7 +36,7 @@ UCFLAGS	 = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 $(SAN) \
 	   -Icommon -Iworker -Isupervisor $(PKG_CFLAGS)
 ULIBS	 = $(PKG_LIBS) -lcmocka -lwslay -lhttp_parser
 UNITS	 = test_channel test_config test_httphead test_twilio_sig \
-	   test_twilio_event test_util
+	   test_twilio_event test_util test_router
 
 DEB_PKGS = build-essential pkg-config libevent-dev libwslay-dev \
 	   libjansson-dev libssl-dev libhttp-parser-dev libcmocka-dev \
@@ -85,6 +85,8 @@ $(B)/test/test_twilio_sig: tests/unit/test_twilio_sig.c common/twilio.c
 $(B)/test/test_twilio_event: tests/unit/test_twilio_event.c \
 	worker/twilio_event.c common/util.c
 $(B)/test/test_util: tests/unit/test_util.c common/util.c
+$(B)/test/test_router: tests/unit/test_router.c supervisor/router.c \
+	common/httphead.c common/twilio.c common/config.c common/util.c
 
 $(B)/test/%:
 	@mkdir -p $(B)/test
