@@ -9,7 +9,7 @@ DATADIR	 = $(PREFIX)/share/naiberd
 SYSCONFDIR ?= /etc
 
 CC	?= cc
-PKGS	 = libevent jansson libcrypto
+PKGS	 = libevent jansson libcrypto libssl libcurl hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -20,10 +20,12 @@ LDLIBS	 = $(PKG_LIBS) -lwslay -lhttp_parser
 
 B	 = build
 COMMON	 = common/log.c common/util.c common/config.c common/channel.c \
-	   common/httphead.c common/twilio.c
+	   common/httphead.c common/twilio.c common/twilio_rest.c \
+	   common/evcurl.c common/redis.c
 SUPERV	 = supervisor/main.c supervisor/supervisor.c supervisor/listener.c \
 	   supervisor/router.c supervisor/api_ops.c supervisor/pool.c \
-	   supervisor/metrics.c
+	   supervisor/metrics.c supervisor/api_call.c supervisor/api_twilio.c \
+	   supervisor/placed.c supervisor/ngrok.c
 WORKER	 = worker/worker.c worker/call.c worker/ws.c worker/twilio_ws.c \
 	   worker/twilio_event.c
 SRCS	 = $(COMMON) $(SUPERV) $(WORKER)
@@ -36,7 +38,8 @@ UCFLAGS	 = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 $(SAN) \
 	   -Icommon -Iworker -Isupervisor $(PKG_CFLAGS)
 ULIBS	 = $(PKG_LIBS) -lcmocka -lwslay -lhttp_parser
 UNITS	 = test_channel test_config test_httphead test_twilio_sig \
-	   test_twilio_event test_util test_router
+	   test_twilio_event test_util test_router test_evcurl test_redis \
+	   test_twilio_rest
 
 DEB_PKGS = build-essential pkg-config libevent-dev libwslay-dev \
 	   libjansson-dev libssl-dev libhttp-parser-dev libcmocka-dev \
@@ -85,6 +88,11 @@ $(B)/test/test_twilio_sig: tests/unit/test_twilio_sig.c common/twilio.c
 $(B)/test/test_twilio_event: tests/unit/test_twilio_event.c \
 	worker/twilio_event.c common/util.c
 $(B)/test/test_util: tests/unit/test_util.c common/util.c
+$(B)/test/test_evcurl: tests/unit/test_evcurl.c common/evcurl.c
+$(B)/test/test_redis: tests/unit/test_redis.c common/redis.c common/log.c \
+	common/util.c
+$(B)/test/test_twilio_rest: tests/unit/test_twilio_rest.c \
+	common/twilio_rest.c common/evcurl.c common/util.c
 $(B)/test/test_router: tests/unit/test_router.c supervisor/router.c \
 	common/httphead.c common/twilio.c common/config.c common/util.c
 

@@ -441,7 +441,9 @@ config_build(const char *path, int must_exist, const struct cfg_override *ov,
 		config_file(path, must_exist, raw, e);
 	for (i = 0; i < config_nopts; i++) {
 		const struct opt *o = &config_opts[i];
-		if (o->o_env != NULL && (v = getenv(o->o_env)) != NULL) {
+		/* An empty variable counts as unset, as in the original. */
+		if (o->o_env != NULL && (v = getenv(o->o_env)) != NULL &&
+		    v[0] != '\0') {
 			raw[i].cr_val = v;
 			snprintf(raw[i].cr_where, sizeof(raw[i].cr_where),
 			    "environment %s", o->o_env);

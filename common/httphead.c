@@ -25,6 +25,7 @@ static int	hh_on_body(http_parser *, const char *, size_t);
 static int	hh_on_complete(http_parser *);
 static int	hh_fail(struct hhead *, int, const char *);
 static int	hh_append(struct hhead *, const char *, size_t, int);
+static int	hh_line_ok(const struct hhead *);
 
 static const http_parser_settings hh_settings = {
 	.on_message_begin = hh_on_begin,
@@ -55,7 +56,24 @@ hh_reset(struct hhead *h)
 	h->hh_arenalen = 0;
 	h->hh_parser = saved;
 	h->hh_parser.data = h;
-	http_parser_pause(&h->hh_parser, 0);
+	/* Only a paused parser may be resumed; one in error starts over. */
+	if (HTTP_PARSER_ERRNO(&h->hh_parser) == HPE_PAUSED)
+		http_parser_pause(&h->hh_parser, 0);
+	else if (HTTP_PARSER_ERRNO(&h->hh_parser) != HPE_OK)
+		http_parser_init(&h->hh_parser, HTTP_REQUEST);
+}
+
+/* RFC 9110 token characters, for header names. */
+static int
+hh_token(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) &&
+		    strchr("!#$%&'*+-.^_`|~", *s) == NULL)
+			return 0;
+	return 1;
 }
 
 static int
@@ -107,8 +125,9 @@ hh_on_url(http_parser *p, const char *at, size_t len)
 	if (start)
 		h->hh_url = h->hh_arena + h->hh_arenalen +
 		    (h->hh_arenalen > 0 ? 1 : 0);
-	if (strlen(h->hh_url) + len > HH_URL_MAX)
+	if (h->hh_urllen + len > HH_URL_MAX)
 		return hh_fail(h, 414, "request URL too long");
+	h->hh_urllen += len;
 	if (hh_append(h, at, len, start) == -1)
 		return hh_fail(h, 431, "request head too large");
 	return 0;
@@ -157,14 +176,22 @@ hh_on_headers(http_parser *p)
 {
 	struct hhead *h = p->data;
 	char *q;
+	int	i;
 
 	h->hh_headers_done = 1;
-	h->hh_in_head = 0;
 
+	h->hh_in_head = 0;
 	snprintf(h->hh_method, sizeof(h->hh_method), "%s",
 	    http_method_str(p->method));
+	if (p->http_major == 0 || !hh_line_ok(h))
+		return hh_fail(h, 400, "malformed request line");
+	if (p->http_major != 1 || p->http_minor > 1)
+		return hh_fail(h, 505, "only HTTP/1.0 and HTTP/1.1");
 	if (h->hh_url == NULL || h->hh_url[0] != '/')
 		return hh_fail(h, 400, "bad request target");
+	for (i = 0; i < h->hh_nhdr; i++)
+		if (!hh_token(h->hh_hdr[i].hd_name))
+			return hh_fail(h, 400, "bad header name");
 	h->hh_path = h->hh_url;
 	if ((q = strchr(h->hh_url, '?')) != NULL) {
 		*q = '\0';
@@ -204,6 +231,48 @@ hh_on_complete(http_parser *p)
 	return 0;
 }
 
+/* Keep the request line (bounded) until its end is seen. */
+static void
+hh_keep_line(struct hhead *h, const char *buf, size_t len)
+{
+	size_t	i;
+
+	for (i = 0; i < len && !h->hh_line_done; i++) {
+		if (buf[i] == '\n') {
+			h->hh_line_done = 1;
+			break;
+		}
+		if (h->hh_linelen < sizeof(h->hh_line) - 1)
+			h->hh_line[h->hh_linelen++] = buf[i];
+	}
+	h->hh_line[h->hh_linelen] = '\0';
+}
+
+/* http_parser (non-strict build) lets "HTTX/1.1" by: insist on HTTP/. */
+static int
+hh_line_ok(const struct hhead *h)
+{
+	const char	*v = strrchr(h->hh_line, ' ');
+
+	return v != NULL && strncmp(v + 1, "HTTP/", 5) == 0;
+}
+
+/* "METHOD /target HTTP/1.x" with an upper-case method: a 501, not 400. */
+static int
+hh_looks_like_line(const char *buf, size_t len)
+{
+	size_t	i = 0;
+
+	while (i < len && buf[i] >= 'A' && buf[i] <= 'Z')
+		i++;
+	if (i == 0 || i + 2 >= len || buf[i] != ' ' || buf[i + 1] != '/')
+		return 0;
+	for (i += 2; i < len && buf[i] != ' ' && buf[i] != '\r'; i++)
+		if ((unsigned char)buf[i] <= 0x20)
+			return 0;
+	return len - i >= 9 && memcmp(buf + i, " HTTP/1.", 8) == 0;
+}
+
 enum hh_state
 hh_feed(struct hhead *h, const char *buf, size_t len, size_t *used)
 {
@@ -214,6 +283,8 @@ hh_feed(struct hhead *h, const char *buf, size_t len, size_t *used)
 	*used = 0;
 	if (h->hh_state != HH_MORE)
 		return h->hh_state;
+	if (!h->hh_line_done)
+		hh_keep_line(h, buf, len);
 	/* Count head bytes ourselves: http_parser's limit is per line set. */
 	if (!h->hh_headers_done) {
 		room = HH_HEAD_MAX - h->hh_headbytes;
@@ -238,11 +309,13 @@ hh_feed(struct hhead *h, const char *buf, size_t len, size_t *used)
 	if (e != HPE_OK && e != HPE_PAUSED) {
 		if (e == HPE_HEADER_OVERFLOW)
 			hh_fail(h, 431, "request head too large");
-		else if (e == HPE_INVALID_METHOD)
+		else if (e == HPE_INVALID_METHOD && h->hh_line_done &&
+		    hh_looks_like_line(h->hh_line, h->hh_linelen))
 			hh_fail(h, 501, "unknown method");
-		else if (e == HPE_INVALID_VERSION)
-			hh_fail(h, 505, "bad HTTP version");
+		else if (e == HPE_INVALID_METHOD)
+			hh_fail(h, 400, "malformed request line");
 		else
+
 			hh_fail(h, 400, http_errno_description(e));
 		h->hh_state = HH_ERROR;
 		return HH_ERROR;

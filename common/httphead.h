@@ -37,6 +37,11 @@ struct hhead {
 	int		 hh_in_head;
 	int		 hh_last_was_value;
 	int		 hh_headers_done;
+	size_t		 hh_urllen;
+	/* the request line as received, to check what http_parser lets by */
+	char		 hh_line[HH_URL_MAX + 64];
+	size_t		 hh_linelen;
+	int		 hh_line_done;
 	/* results */
 	char		 hh_method[16];
 	const char	*hh_url;

@@ -19,6 +19,9 @@ struct tw_param {
  * base64(HMAC-SHA1(token, url + name1 value1 + ...)) with names sorted
  * bytewise and, for a repeated name, its values sorted and duplicates
  * dropped (as twilio-node).  Returns 0, or -1 on allocation failure.
+ * ("Bytewise" precisely: JavaScript sort() order, UTF-16 code units;
+ * it differs only for characters above U+FFFF.  Also -1 for a NULL
+ * token, URL, name or value, or more than 256 params.)
  */
 int	twilio_sig_compute(const char *, const char *, const struct tw_param *,
 	    size_t, char [TWILIO_SIG_LEN]) __attribute__((warn_unused_result));
@@ -44,7 +47,9 @@ int	twilio_sig_check_stream(const char *, const char *, const char *);
 /*
  * Parse an application/x-www-form-urlencoded body in place ('+' and
  * %XX decoded).  Returns the number of pairs, or -1 if malformed or
- * more than max pairs.
+ * more than max pairs.  (buf must hold len + 1 bytes: a NUL may be
+ * written at buf[len].  Malformed: a bad %-escape, a NUL or %00.  max
+ * is capped at 256; empty pieces ("a=1&&b=2") are skipped.)
  */
 int	twilio_form_parse(char *, size_t, struct tw_param *, size_t)
 	    __attribute__((warn_unused_result));

@@ -2,7 +2,9 @@
  * util.c - time, base64, JSON string escaping and string helpers used
  * by both roles.  Pure functions, no allocation.
  */
+#include <ctype.h>
 #include <netinet/in.h>
+#include <sys/random.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -160,7 +162,9 @@ json_escape(const char *s, char *out, size_t cap)
 	unsigned char c;
 
 	for (; (c = (unsigned char)*s) != '\0'; s++) {
-		if (o + 7 >= cap)
+		size_t need = (c == '"' || c == '\\' || c == '\n' ||
+		    c == '\t') ? 2 : (c < 0x20 || c == 0x7f) ? 6 : 1;
+		if (o + need >= cap)
 			return -1;
 		if (c == '"' || c == '\\') {
 			out[o++] = '\\';
@@ -198,5 +202,70 @@ is_loopback_addr(const void *sa)
 		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
 			return s6->sin6_addr.s6_addr[12] == 127;
 	}
+	return 0;
+}
+
+int
+e164_ok(const char *s)
+{
+	size_t	n;
+
+	if (s == NULL || s[0] != '+' || s[1] < '1' || s[1] > '9')
+		return 0;
+	for (n = 1; s[n] != '\0'; n++)
+		if (!isdigit((unsigned char)s[n]))
+			return 0;
+	return n - 1 >= 7 && n - 1 <= 15;
+}
+
+/* out must hold 2 * nbytes + 1 characters. */
+int
+random_hex(char *out, size_t nbytes)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t	buf[64];
+	size_t	i;
+
+	if (nbytes > sizeof(buf) ||
+	    getrandom(buf, nbytes, 0) != (ssize_t)nbytes)
+		return -1;
+	for (i = 0; i < nbytes; i++) {
+		out[2 * i] = hex[buf[i] >> 4];
+		out[2 * i + 1] = hex[buf[i] & 15];
+	}
+	out[2 * nbytes] = '\0';
+	return 0;
+}
+
+int
+xml_escape(const char *s, char *out, size_t cap)
+{
+	size_t		 o = 0, n;
+	const char	*rep;
+	char		 one[2] = { 0, 0 };
+
+	for (; *s != '\0'; s++) {
+		switch (*s) {
+		case '&': rep = "&amp;"; break;
+		case '<': rep = "&lt;"; break;
+		case '>': rep = "&gt;"; break;
+		case '"': rep = "&quot;"; break;
+		case '\'': rep = "&apos;"; break;
+		default:
+			if ((unsigned char)*s < 0x20 && *s != '\t' &&
+			    *s != '\n' && *s != '\r')
+				continue;	/* not allowed in XML 1.0 */
+			one[0] = *s;
+			rep = one;
+		}
+		n = strlen(rep);
+		if (o + n >= cap)
+			return -1;
+		memcpy(out + o, rep, n);
+		o += n;
+	}
+	if (o >= cap)
+		return -1;
+	out[o] = '\0';
 	return 0;
 }

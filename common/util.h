@@ -27,5 +27,11 @@ long		b64_decode(const char *, size_t, uint8_t *, size_t) MUST_CHECK;
 int		json_escape(const char *, char *, size_t) MUST_CHECK;
 
 int		is_loopback_addr(const void *sockaddr);
+/* "+" then 7 to 15 digits, the first not 0. */
+int		e164_ok(const char *);
+/* n random bytes as 2n lower-case hex digits; -1 if no entropy. */
+int		random_hex(char *, size_t) MUST_CHECK;
+/* XML text/attribute escape of s into out; -1 if out is too short. */
+int		xml_escape(const char *, char *, size_t) MUST_CHECK;
 
 #endif

@@ -339,6 +339,7 @@ conn_process(struct conn *cn)
 			cn->cn_nreq++;
 			if (!h->hh_keepalive || sv.sv_state != SV_RUNNING)
 				cn->cn_close_after = 1;
+			conn_arm_timer(cn, CONN_ANSWER_SECS);
 			router_dispatch(cn, h);
 			return;
 		}
@@ -349,6 +350,8 @@ void
 conn_respond(struct conn *cn, int code, const char *ctype, const char *body,
     size_t len, const char *extra)
 {
+	cn->cn_op = NULL;
+	cn->cn_op_cancel = NULL;
 	metrics_http(code);
 	if (code == 413 || code == 431 || (code >= 500 && code != 503))
 		cn->cn_close_after = 1;
@@ -411,6 +414,8 @@ conn_write(int fd, short ev, void *arg)
 static void
 conn_free(struct conn *cn)
 {
+	if (cn->cn_op != NULL && cn->cn_op_cancel != NULL)
+		cn->cn_op_cancel(cn->cn_op);
 	TAILQ_REMOVE(&conns, cn, cn_entry);
 	nconns--;
 	if (cn->cn_rev)

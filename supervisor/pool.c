@@ -276,6 +276,7 @@ pool_msg(struct worker *w, struct chan_msg *m)
 		return 0;
 	case MSG_CALL_INFO:
 		w->w_ci = m->cm_u.call_info;
+		placed_remove(w->w_ci.ci_call_sid);	/* now a busy worker */
 		log_info("worker %d call %s stream %s type %s%s%s", w->w_pid,
 		    w->w_ci.ci_call_sid, w->w_ci.ci_stream_sid,
 		    w->w_ci.ci_call_type,

@@ -29,6 +29,11 @@ struct route {
 static const struct route routes[] = {
 	{ "GET", "/health", RA_NONE, api_health },
 	{ "GET", "/metrics", RA_TOKEN, api_metrics },
+	{ "GET", "/sessions", RA_TOKEN, api_sessions },
+	{ "POST", "/call", RA_TOKEN, api_call },
+	{ "POST", "/call/health-check", RA_TOKEN, api_call_health },
+	{ "POST", "/twiml", RA_NONE, api_twiml },	/* Twilio-signed */
+	{ "POST", "/status-callback", RA_NONE, api_status_callback },
 	{ "GET", STREAM_PATH, RA_NONE, NULL },	/* upgrade only */
 };
 

@@ -12,7 +12,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "evcurl.h"
 #include "log.h"
+#include "redis.h"
 #include "util.h"
 #include "supervisor.h"
 
@@ -29,7 +31,16 @@ static void	sv_watchdog(int, short, void *);
 static void	sv_reload(void);
 static void	sv_apply_logging(const struct config *);
 
-static struct event	*ev_drain, *ev_kill, *ev_watchdog;
+static struct event	*ev_drain, *ev_kill, *ev_watchdog, *ev_sweep;
+
+#define REDIS_TIMEOUT_MS	2000
+
+static void
+sv_sweep(int fd, short ev, void *arg)
+{
+	(void)fd, (void)ev, (void)arg;
+	placed_expire(now_mono_ns());
+}
 
 /* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET. */
 void
@@ -88,6 +99,19 @@ supervisor_run(void)
 	    evsignal_add(ev_term, NULL) || evsignal_add(ev_int, NULL) ||
 	    evsignal_add(ev_hup, NULL) || evsignal_add(ev_chld, NULL))
 		fatalx("cannot install signal events");
+	if ((sv.sv_ec = evcurl_new(sv.sv_base, sv.sv_cf->tls_ca_file)) == NULL)
+		fatalx("cannot set up the HTTP client (tls_ca_file %s?)",
+		    sv.sv_cf->tls_ca_file ? sv.sv_cf->tls_ca_file : "unset");
+	if ((sv.sv_rds = rds_new(sv.sv_base, sv.sv_cf->redis_url,
+	    REDIS_TIMEOUT_MS)) == NULL)
+		fatalx("redis_url is not a usable redis:// URL");
+	ev_sweep = event_new(sv.sv_base, -1, EV_PERSIST, sv_sweep, NULL);
+	tv.tv_sec = 5;
+	tv.tv_usec = 0;
+	if (ev_sweep == NULL || event_add(ev_sweep, &tv) == -1)
+		fatalx("cannot add the sweep timer");
+	if (sv.sv_cf->use_dynamic_ngrok)
+		ngrok_start();
 	if (listener_start(sv.sv_listen_fd) == -1)
 		fatalx("cannot watch the listening socket");
 	if (pool_start() == -1)
@@ -242,6 +266,12 @@ sv_reload(void)
 		memcpy(tmp, (char *)ncf + o->o_off, sz);
 		memcpy((char *)ncf + o->o_off, (char *)ocf + o->o_off, sz);
 		memcpy((char *)ocf + o->o_off, tmp, sz);
+	}
+	if (ncf->use_dynamic_ngrok && ncf->stream_url == NULL) {
+		/* Keep what ngrok told us. */
+		ncf->base_url = ocf->base_url, ocf->base_url = NULL;
+		ncf->twilio_url = ocf->twilio_url, ocf->twilio_url = NULL;
+		ncf->stream_url = ocf->stream_url, ocf->stream_url = NULL;
 	}
 	sv.sv_cf = ncf;
 	config_free(ocf);

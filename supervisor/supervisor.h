@@ -38,6 +38,8 @@ struct supervisor {
 	enum sv_state		 sv_state;
 	int			 sv_reloading;
 	uint64_t		 sv_t_start_ms;
+	struct evcurl		*sv_ec;		/* Twilio, ngrok */
+	struct rds		*sv_rds;
 };
 
 extern struct supervisor sv;
@@ -49,6 +51,7 @@ void	supervisor_workers_gone(void);
 /* listener.c */
 #define CONN_IN_MAX	12288
 #define CONN_MAX	1024
+#define CONN_ANSWER_SECS 30	/* longest wait for our own answer */
 
 struct conn {
 	TAILQ_ENTRY(conn)	 cn_entry;
@@ -68,6 +71,8 @@ struct conn {
 	size_t			 cn_pos;	/* first byte not yet parsed */
 	int			 cn_close_after;
 	int			 cn_busy;	/* request being answered */
+	void			*cn_op;		/* async work answering it */
+	void			(*cn_op_cancel)(void *);
 	unsigned		 cn_nreq;
 };
 
@@ -89,6 +94,23 @@ int	router_token_ok(struct conn *, struct hhead *);
 /* api_ops.c */
 void	api_health(struct conn *, struct hhead *);
 void	api_metrics(struct conn *, struct hhead *);
+void	api_sessions(struct conn *, struct hhead *);
+
+/* api_call.c */
+void	api_call(struct conn *, struct hhead *);
+void	api_call_health(struct conn *, struct hhead *);
+
+/* api_twilio.c */
+void	api_twiml(struct conn *, struct hhead *);
+void	api_status_callback(struct conn *, struct hhead *);
+
+/* placed.c - calls dialled and not yet streaming or over */
+int	placed_add(const char *);
+void	placed_remove(const char *);
+unsigned placed_count(void);
+unsigned placed_reserved(void);
+void	placed_reserve(int);
+void	placed_expire(uint64_t);
 
 /* pool.c */
 enum w_state {
@@ -124,6 +146,10 @@ unsigned pool_count(enum w_state);
 unsigned pool_total(void);
 int	pool_throttled(void);
 
+/* ngrok.c */
+void	ngrok_start(void);
+int	ngrok_pick(const char *, size_t, long, char *, size_t);
+
 /* metrics.c */
 struct metrics {
 	uint64_t	m_handoffs;
@@ -143,6 +169,11 @@ struct metrics {
 	uint64_t	m_handoff_hist[16];
 	uint64_t	m_handoff_sum_ns;
 	uint64_t	m_handoff_count;
+	uint64_t	m_calls_placed;
+	uint64_t	m_call_refused[4];	/* twilio, redis, capacity, input */
+	uint64_t	m_outcome[6];	/* completed busy no-answer failed canceled other */
+	uint64_t	m_redis_errors;
+	uint64_t	m_http_client_errors;
 };
 
 extern struct metrics metrics;

@@ -133,8 +133,7 @@ tw_bad(struct call *c, const char *why)
 static void
 tw_start(struct call *c, struct tw_event *ev)
 {
-	struct msg_call_info	 ci;
-	const char		*type = twilio_event_param(ev, "call_type");
+	const char	*type = twilio_event_param(ev, "call_type");
 
 	if (c->c_state != CS_WAIT_START) {
 		tw_bad(c, "second start");
@@ -150,12 +149,7 @@ tw_start(struct call *c, struct tw_event *ev)
 	log_info("stream started: streamSid=%s type=%s format=%s/%ld",
 	    c->c_stream_sid, c->c_call_type, ev->te_encoding[0] ?
 	    ev->te_encoding : "?", ev->te_rate);
-	memset(&ci, 0, sizeof(ci));
-	strlcpy_n(ci.ci_call_sid, c->c_call_sid, sizeof(ci.ci_call_sid));
-	strlcpy_n(ci.ci_stream_sid, c->c_stream_sid, sizeof(ci.ci_stream_sid));
-	strlcpy_n(ci.ci_call_type, c->c_call_type, sizeof(ci.ci_call_type));
-	worker_report_info(&ci);
-	call_set_state(c, CS_ACTIVE);
+	call_bind(c, c->c_call_type, twilio_event_param(ev, "nonce"));
 }
 
 static void

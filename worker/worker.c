@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "redis.h"
 #include "util.h"
 #include "worker.h"
 
@@ -167,6 +168,8 @@ worker_handoff(struct chan_msg *m)
 	if (chan_send_accepted(wk.wk_chan, wk.wk_ref, now - ho->ho_t_accept_ns,
 	    now - ho->ho_t_send_ns) == -1)
 		log_warn("ACCEPTED");
+	/* Connect now: the handshake and start take about as long. */
+	wk.wk_rds = rds_new(wk.wk_base, wk.wk_cf->redis_url, 2000);
 	wk.wk_call = call_new(m->cm_fd, ho, chan_handoff_head(m),
 	    ho->ho_headlen);
 	if (wk.wk_call == NULL) {

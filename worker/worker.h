@@ -25,6 +25,7 @@ struct wk {
 	uint32_t		 wk_ref;
 	int			 wk_draining;
 	struct call		*wk_call;
+	struct rds		*wk_rds;
 };
 
 extern struct wk wk;
@@ -100,6 +101,7 @@ void	twilio_ws_close(struct call *);
 enum call_state {
 	CS_HANDSHAKE,
 	CS_WAIT_START,
+	CS_BINDING,		/* checking the nonce against call:{sid} */
 	CS_ACTIVE,
 	CS_ENDING
 };
@@ -111,6 +113,9 @@ struct call {
 	struct event	*c_t_start;	/* no start in time */
 	struct event	*c_t_max;	/* --max-call-seconds */
 	struct event	*c_t_flush;	/* bounded wait for final frames */
+	struct event	*c_t_bind;	/* bounded wait for Redis */
+	char		 c_nonce[128];	/* from start.customParameters */
+	char		 c_phone[32];
 	uint64_t	 c_t_begin;	/* monotonic ns at handoff */
 	uint64_t	 c_t_handoff;
 	char		 c_call_sid[64];
@@ -123,6 +128,7 @@ struct call {
 struct call	*call_new(int, const struct msg_handoff *, const uint8_t *,
 		    size_t);
 void		 call_set_state(struct call *, enum call_state);
+void		 call_bind(struct call *, const char *, const char *);
 void		 call_on_twilio(struct call *, const uint8_t *, size_t);
 void		 call_end(struct call *, const char *);
 void		 call_twilio_closed(struct call *, int);

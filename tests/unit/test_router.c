@@ -38,6 +38,16 @@ void api_health(struct conn *c, struct hhead *h) { (void)c, (void)h;
 	handled = 1; last_status = 200; }
 void api_metrics(struct conn *c, struct hhead *h) { (void)c, (void)h;
 	handled = 2; last_status = 200; }
+void api_sessions(struct conn *c, struct hhead *h) { (void)c, (void)h;
+	handled = 3; last_status = 200; }
+void api_call(struct conn *c, struct hhead *h) { (void)c, (void)h;
+	handled = 4; last_status = 200; }
+void api_call_health(struct conn *c, struct hhead *h) { (void)c, (void)h;
+	handled = 5; last_status = 200; }
+void api_twiml(struct conn *c, struct hhead *h) { (void)c, (void)h;
+	handled = 6; last_status = 200; }
+void api_status_callback(struct conn *c, struct hhead *h) { (void)c,
+	(void)h; handled = 7; last_status = 204; }
 unsigned pool_count(enum w_state s) { return s == W_BUSY ? busy : 0; }
 int pool_handoff(struct conn *c) { (void)c; handed_off = 1;
 	return handoff_rc; }
@@ -110,6 +120,36 @@ test_health_and_unknown(void **state)
 	assert_int_equal(last_status, 405);
 	dispatch("GET /health?x=1 HTTP/1.1\r\n\r\n");
 	assert_int_equal(last_status, 200);
+}
+
+static void
+test_api_routes(void **state)
+{
+	(void)state;
+	dispatch("GET /call HTTP/1.1\r\n\r\n");
+	assert_int_equal(last_status, 405);
+	dispatch("POST /call HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}");
+	assert_int_equal(last_status, 401);
+	assert_int_equal(handled, 0);
+	dispatch("POST /call HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n"
+	    "Content-Length: 2\r\n\r\n{}");
+	assert_int_equal(handled, 4);
+	dispatch("POST /call/health-check HTTP/1.1\r\nAuthorization: Bearer "
+	    "s3cret\r\nContent-Length: 0\r\n\r\n");
+	assert_int_equal(handled, 5);
+	dispatch("GET /sessions HTTP/1.1\r\n\r\n");
+	assert_int_equal(last_status, 401);
+	dispatch("GET /sessions HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n"
+	    "\r\n");
+	assert_int_equal(handled, 3);
+	/* Twilio webhooks: no token; the handlers check the signature. */
+	dispatch("POST /twiml HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+	assert_int_equal(handled, 6);
+	dispatch("POST /status-callback HTTP/1.1\r\nContent-Length: 0\r\n"
+	    "\r\n");
+	assert_int_equal(handled, 7);
+	dispatch("GET /twiml HTTP/1.1\r\n\r\n");
+	assert_int_equal(last_status, 405);
 }
 
 static void
@@ -207,6 +247,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_health_and_unknown, setup),
 		cmocka_unit_test_setup(test_metrics_token, setup),
+		cmocka_unit_test_setup(test_api_routes, setup),
 		cmocka_unit_test_setup(test_stream_upgrade, setup),
 		cmocka_unit_test_setup(test_stream_refusals, setup),
 	};
