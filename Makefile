@@ -9,25 +9,26 @@ DATADIR	 = $(PREFIX)/share/naiberd
 SYSCONFDIR ?= /etc
 
 CC	?= cc
-PKGS	 = libevent jansson libcrypto libssl libcurl hiredis
+PKGS	 = libevent libevent_openssl jansson libcrypto libssl libcurl hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wpointer-arith -Wformat=2
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=c11 -D_GNU_SOURCE $(WARN) -Icommon $(PKG_CFLAGS)
-LDLIBS	 = $(PKG_LIBS) -lwslay -lhttp_parser
+LDLIBS	 = $(PKG_LIBS) -lwslay -lhttp_parser -lm
 
 B	 = build
 COMMON	 = common/log.c common/util.c common/config.c common/channel.c \
 	   common/httphead.c common/twilio.c common/twilio_rest.c \
-	   common/evcurl.c common/redis.c
+	   common/evcurl.c common/redis.c common/tls.c
 SUPERV	 = supervisor/main.c supervisor/supervisor.c supervisor/listener.c \
 	   supervisor/router.c supervisor/api_ops.c supervisor/pool.c \
 	   supervisor/metrics.c supervisor/api_call.c supervisor/api_twilio.c \
 	   supervisor/placed.c supervisor/ngrok.c
 WORKER	 = worker/worker.c worker/call.c worker/ws.c worker/twilio_ws.c \
-	   worker/twilio_event.c
+	   worker/twilio_event.c worker/eleven_ws.c worker/bridge.c \
+	   worker/transcode.c
 SRCS	 = $(COMMON) $(SUPERV) $(WORKER)
 OBJS	 = $(SRCS:%.c=$(B)/%.o)
 
@@ -36,7 +37,7 @@ SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=all
 UCFLAGS	 = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 $(SAN) \
 	   -Icommon -Iworker -Isupervisor $(PKG_CFLAGS)
-ULIBS	 = $(PKG_LIBS) -lcmocka -lwslay -lhttp_parser
+ULIBS	 = $(PKG_LIBS) -lcmocka -lwslay -lhttp_parser -lm
 UNITS	 = test_channel test_config test_httphead test_twilio_sig \
 	   test_twilio_event test_util test_router test_evcurl test_redis \
 	   test_twilio_rest

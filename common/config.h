@@ -79,6 +79,7 @@ struct config {
 	char	*elevenlabs_base_url;
 	char	*elevenlabs_number_id;
 	char	*elevenlabs_voice_id;
+	char	*elevenlabs_language;
 	/* OpenAI */
 	char	*openai_api_key;
 	char	*openai_base_url;

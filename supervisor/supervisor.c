@@ -15,10 +15,11 @@
 #include "evcurl.h"
 #include "log.h"
 #include "redis.h"
+#include "tls.h"
 #include "util.h"
 #include "supervisor.h"
 
-#define KILL_GRACE_SECS	5
+#define KILL_GRACE_SECS	15	/* goodbye mark (5 s) + REST hang-up */
 
 struct supervisor sv = { .sv_listen_fd = -1 };
 
@@ -99,6 +100,16 @@ supervisor_run(void)
 	    evsignal_add(ev_term, NULL) || evsignal_add(ev_int, NULL) ||
 	    evsignal_add(ev_hup, NULL) || evsignal_add(ev_chld, NULL))
 		fatalx("cannot install signal events");
+	{
+		char	 err[300];
+		SSL_CTX	*ctx;
+
+		/* Built once here, before any fork: workers share it. */
+		if ((ctx = tls_client_ctx_new(sv.sv_cf->tls_ca_file, err,
+		    sizeof(err))) == NULL)
+			fatalx("TLS client context: %s", err);
+		tls_set_client_ctx(ctx);
+	}
 	if ((sv.sv_ec = evcurl_new(sv.sv_base, sv.sv_cf->tls_ca_file)) == NULL)
 		fatalx("cannot set up the HTTP client (tls_ca_file %s?)",
 		    sv.sv_cf->tls_ca_file ? sv.sv_cf->tls_ca_file : "unset");
@@ -251,6 +262,23 @@ sv_reload(void)
 		log_warnx("reload failed: keeping the old configuration");
 		supervisor_notify("READY=1");
 		return;
+	}
+	{
+		char	 err[300];
+		SSL_CTX	*ctx;
+
+		if ((ctx = tls_client_ctx_new(ncf->tls_ca_file, err,
+		    sizeof(err))) == NULL) {
+			log_warnx("reload failed: %s", err);
+			log_warnx("reload failed: keeping the old configuration");
+			config_free(ncf);
+			supervisor_notify("READY=1");
+			return;
+		}
+		/* The old context may still be shared with live workers'
+		 * memory images, but the supervisor no longer needs it. */
+		SSL_CTX_free(tls_client_ctx());
+		tls_set_client_ctx(ctx);
 	}
 	if (config_noreload_changed(ocf, ncf, names, sizeof(names)))
 		log_warnx("reload: %s cannot change without a restart; "

@@ -1,9 +1,11 @@
 /*
  * call.c - struct call, the one call a worker serves: its state, its
- * timers and call_end(), the only way a call ends.  call_end() is
- * idempotent: it closes the Twilio socket with 1000, waits (bounded)
- * for the close to go out, writes one summary line, reports DONE and
- * the worker exits.
+ * timers, the binding to a call we placed, and the endings.  An agent
+ * or server-side ending (call_agent_hangup) sends a Twilio mark after
+ * the last audio, waits for its echo (at most 5 s) so the goodbye is
+ * heard, ends the call by REST, then call_end().  call_end() is the only
+ * way a call ends and is idempotent: both sockets closed (bounded wait),
+ * one summary line, DONE, exit.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,12 +13,17 @@
 
 #include <jansson.h>
 
+#include "evcurl.h"
 #include "log.h"
 #include "redis.h"
+#include "twilio_rest.h"
 #include "util.h"
 #include "worker.h"
 
 #define START_TIMEOUT_SECS	10
+#define MARK_WAIT_SECS		5
+#define APOLOGY_TWIML	"<Response><Say>I am sorry, I cannot talk right " \
+	"now. Please expect a call later. Goodbye.</Say><Hangup/></Response>"
 #define FLUSH_MAX_MS		2000
 
 static void	call_no_start(int, short, void *);
@@ -32,6 +39,10 @@ static const char *const cs_names[] = {
 
 static void	call_bind_query(struct call *);
 static void	call_activate(struct call *);
+static void	call_mark_late(int, short, void *);
+static void	call_rest_done(const struct twilio_result *, void *);
+static void	call_hangup_rest(struct call *);
+static void	call_maybe_finish(struct call *);
 static void	call_bind_got(const redisReply *, const char *, void *);
 static void	call_bind_state(int, void *);
 static void	call_bind_late(int, short, void *);
@@ -53,8 +64,11 @@ call_new(int fd, const struct msg_handoff *ho, const uint8_t *head,
 	c->c_t_max = evtimer_new(wk.wk_base, call_too_long, c);
 	c->c_t_flush = evtimer_new(wk.wk_base, call_flush, c);
 	c->c_t_bind = evtimer_new(wk.wk_base, call_bind_late, c);
+	c->c_t_mark = evtimer_new(wk.wk_base, call_mark_late, c);
+	c->c_interrupted = -1;
 	if (c->c_t_start == NULL || c->c_t_max == NULL ||
-	    c->c_t_flush == NULL || c->c_t_bind == NULL) {
+	    c->c_t_flush == NULL || c->c_t_bind == NULL ||
+	    c->c_t_mark == NULL) {
 		free(c);
 		return NULL;
 	}
@@ -195,6 +209,136 @@ call_activate(struct call *c)
 	worker_report_info(&ci);
 	log_info("stream bound: type=%s", c->c_call_type);
 	call_set_state(c, CS_ACTIVE);
+	if (eleven_start(c) == -1)
+		call_apologise(c, "elevenlabs unavailable");
+}
+
+/* The conversation is up: report its id for orphan clean-up. */
+void
+call_el_ready(struct call *c)
+{
+	struct msg_call_info	ci;
+	struct timeval		tv = { 30, 0 };
+
+	memset(&ci, 0, sizeof(ci));
+	strlcpy_n(ci.ci_call_sid, c->c_call_sid, sizeof(ci.ci_call_sid));
+	strlcpy_n(ci.ci_stream_sid, c->c_stream_sid, sizeof(ci.ci_stream_sid));
+	strlcpy_n(ci.ci_call_type, c->c_call_type, sizeof(ci.ci_call_type));
+	strlcpy_n(ci.ci_phone, c->c_phone, sizeof(ci.ci_phone));
+	strlcpy_n(ci.ci_conversation_id, c->c_conv_id,
+	    sizeof(ci.ci_conversation_id));
+	worker_report_info(&ci);
+	evtimer_add(c->c_t_el, &tv);	/* WebSocket keepalive */
+}
+
+/* ElevenLabs went away during the conversation. */
+void
+call_el_closed(struct call *c, int code, const char *why)
+{
+	char	reason[64];
+
+	if (code != 1000)
+		log_warnx("elevenlabs closed the conversation: %d (%s)%s%s",
+		    code, why, c->c_el_error[0] ? ": " : "", c->c_el_error);
+	else
+		log_info("elevenlabs ended the conversation");
+	snprintf(reason, sizeof(reason), code == 1000 ? "agent hung up" :
+	    "elevenlabs closed %d", code);
+	call_agent_hangup(c, reason);
+}
+
+void
+call_el_done(struct call *c)
+{
+	if (c->c_state == CS_ENDING)
+		call_maybe_finish(c);
+}
+
+/*
+ * End the call from our side with the goodbye heard: close ElevenLabs,
+ * mark after the last audio, wait for the echo (bounded), end by REST.
+ */
+void
+call_agent_hangup(struct call *c, const char *reason)
+{
+	struct timeval	tv = { MARK_WAIT_SECS, 0 };
+
+	if (c->c_state == CS_ENDING || c->c_agent_ending)
+		return;
+	c->c_agent_ending = 1;
+	strlcpy_n(c->c_reason, reason, sizeof(c->c_reason));
+	eleven_close(c, 1000);
+	if (c->c_tw == NULL || c->c_state < CS_ACTIVE) {
+		call_hangup_rest(c);
+		return;
+	}
+	snprintf(c->c_mark, sizeof(c->c_mark), "naiber-end");
+	if (bridge_mark(c, c->c_mark) == -1) {
+		call_hangup_rest(c);
+		return;
+	}
+	evtimer_add(c->c_t_mark, &tv);
+}
+
+void
+call_twilio_mark(struct call *c, const char *name)
+{
+	if (c->c_agent_ending && !c->c_rest_pending &&
+	    strcmp(name, c->c_mark) == 0) {
+		evtimer_del(c->c_t_mark);
+		call_hangup_rest(c);
+	}
+}
+
+static void
+call_mark_late(int fd, short ev, void *arg)
+{
+	(void)fd, (void)ev;
+	log_info("goodbye mark not echoed within %d s", MARK_WAIT_SECS);
+	call_hangup_rest(arg);
+}
+
+static void
+call_hangup_rest(struct call *c)
+{
+	if (c->c_rest_pending)
+		return;
+	c->c_rest_pending = 1;
+	if (c->c_call_sid[0] == '\0' || twilio_end_call(wk.wk_ec, wk.wk_cf,
+	    c->c_call_sid, call_rest_done, c) == -1)
+		call_end(c, c->c_reason[0] ? c->c_reason : "ended");
+}
+
+static void
+call_rest_done(const struct twilio_result *r, void *arg)
+{
+	struct call	*c = arg;
+
+	if (!r->tr_ok)
+		log_warnx("ending the call by REST failed: %s", r->tr_error);
+	else
+		log_debug("call ended by REST%s", r->tr_already_over ?
+		    " (it was already over)" : "");
+	call_end(c, c->c_reason[0] ? c->c_reason : "ended");
+}
+
+/*
+ * Before the conversation began something failed: say a short sentence
+ * instead of leaving dead air, by redirecting the live call to TwiML.
+ */
+void
+call_apologise(struct call *c, const char *reason)
+{
+	if (c->c_state == CS_ENDING || c->c_agent_ending)
+		return;
+	c->c_agent_ending = 1;
+	c->c_rest_pending = 1;
+	strlcpy_n(c->c_reason, reason, sizeof(c->c_reason));
+	eleven_close(c, 1000);
+	log_warnx("apologising to the caller and hanging up: %s", reason);
+	if (c->c_call_sid[0] == '\0' || twilio_redirect_call(wk.wk_ec,
+	    wk.wk_cf, c->c_call_sid, APOLOGY_TWIML, call_rest_done, c) == -1)
+		call_end(c, reason);
 }
 
 static void
@@ -208,14 +352,17 @@ static void
 call_too_long(int fd, short ev, void *arg)
 {
 	(void)fd, (void)ev;
-	call_end(arg, "max call seconds");
+	log_info("call reached max_call_seconds (%ld s)",
+	    wk.wk_cf->max_call_seconds);
+	call_agent_hangup(arg, "max call seconds");
 }
 
 void
 call_twilio_closed(struct call *c, int code)
 {
 	(void)code;
-	call_end(c, "closed");
+	call_end(c, c->c_agent_ending && c->c_reason[0] ? c->c_reason :
+	    "closed");
 }
 
 void
@@ -225,16 +372,28 @@ call_end(struct call *c, const char *reason)
 
 	if (c->c_state == CS_ENDING)
 		return;
-	strlcpy_n(c->c_reason, reason, sizeof(c->c_reason));
+	/* An ending we started keeps its reason over the socket's. */
+	if (!c->c_agent_ending || c->c_reason[0] == '\0')
+		strlcpy_n(c->c_reason, reason, sizeof(c->c_reason));
 	c->c_state = CS_ENDING;
 	evtimer_del(c->c_t_start);
 	evtimer_del(c->c_t_max);
-	if (c->c_tw == NULL || ws_done(c->c_tw)) {
-		call_finish(c);
-		return;
-	}
-	twilio_ws_close(c);
+	evtimer_del(c->c_t_bind);
+	evtimer_del(c->c_t_mark);
+	eleven_close(c, 1000);
+	if (c->c_tw != NULL && !ws_done(c->c_tw))
+		twilio_ws_close(c);
 	event_add(c->c_t_flush, &tv);
+	call_maybe_finish(c);
+}
+
+/* Finish once both sockets have nothing left to do. */
+static void
+call_maybe_finish(struct call *c)
+{
+	if ((c->c_tw == NULL || ws_done(c->c_tw)) &&
+	    (c->c_el == NULL || ws_done(c->c_el)))
+		call_finish(c);
 }
 
 /* The Twilio socket has nothing left to do. */
@@ -242,7 +401,7 @@ void
 call_twilio_done(struct call *c)
 {
 	if (c->c_state == CS_ENDING)
-		call_finish(c);
+		call_maybe_finish(c);
 }
 
 /* Our close frame did not get out in time: give up on it. */
@@ -262,12 +421,15 @@ call_finish(struct call *c)
 	d->dn_duration_ms = (now_mono_ns() - c->c_t_begin) / 1000000;
 	strlcpy_n(d->dn_reason, c->c_reason, sizeof(d->dn_reason));
 	log_info("call ended: reason=%s duration_ms=%llu frames_in=%llu "
-	    "frames_out=%llu dropped=%llu bad=%llu", c->c_reason,
-	    (unsigned long long)d->dn_duration_ms,
+	    "frames_out=%llu dropped=%llu bad=%llu pongs=%llu clears=%llu",
+	    c->c_reason, (unsigned long long)d->dn_duration_ms,
 	    (unsigned long long)d->dn_frames_in,
 	    (unsigned long long)d->dn_frames_out,
 	    (unsigned long long)d->dn_frames_dropped,
-	    (unsigned long long)d->dn_bad_messages);
+	    (unsigned long long)d->dn_bad_messages,
+	    (unsigned long long)d->dn_pongs,
+	    (unsigned long long)d->dn_clears);
+	bridge_free(c);
 	close(c->c_fd);
 	worker_finish(d);
 }

@@ -31,7 +31,8 @@ static void	tw_bad(struct call *, const char *);
 
 static void	tw_on_done(void *);
 
-static const struct ws_cb tw_cb = { tw_on_text, tw_on_close, tw_on_done };
+static const struct ws_cb tw_cb = { tw_on_text, tw_on_close, tw_on_done,
+    NULL };
 
 /* A fresh socket takes a short reply at once; bound the wait anyway. */
 static int
@@ -146,6 +147,7 @@ tw_start(struct call *c, struct tw_event *ev)
 		type = "general";
 	strlcpy_n(c->c_call_type, type, sizeof(c->c_call_type));
 	log_setcall(c->c_call_sid, NULL);
+	c->c_t_started = now_mono_ns();
 	log_info("stream started: streamSid=%s type=%s format=%s/%ld",
 	    c->c_stream_sid, c->c_call_type, ev->te_encoding[0] ?
 	    ev->te_encoding : "?", ev->te_rate);
@@ -188,10 +190,11 @@ tw_on_text(void *arg, const uint8_t *data, size_t len)
 			tw_bad(c, "media payload is not base64");
 			break;
 		}
-		c->c_cnt.dn_frames_in++;
+		bridge_caller_audio(c, ev.te_payload, ev.te_payload_len);
 		break;
 	case TWE_MARK:
 		log_debug("mark %s played", ev.te_name);
+		call_twilio_mark(c, ev.te_name);
 		break;
 	case TWE_DTMF:
 		log_info("caller pressed %s", ev.te_digit);

@@ -12,6 +12,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <event2/dns.h>
+
+#include "evcurl.h"
 #include "log.h"
 #include "redis.h"
 #include "util.h"
@@ -104,7 +107,7 @@ worker_signal(int fd, short ev, void *arg)
 		;
 	if (wk.wk_call == NULL)
 		_exit(0);
-	call_end(wk.wk_call, "shutdown");
+	call_agent_hangup(wk.wk_call, "shutdown");
 }
 
 static void
@@ -125,7 +128,7 @@ worker_chan(int fd, short ev, void *arg)
 			/* The supervisor is gone. */
 			if (wk.wk_call == NULL)
 				_exit(0);
-			call_end(wk.wk_call, "supervisor gone");
+			call_agent_hangup(wk.wk_call, "supervisor gone");
 			return;
 		}
 		if (r == -1) {
@@ -170,6 +173,10 @@ worker_handoff(struct chan_msg *m)
 		log_warn("ACCEPTED");
 	/* Connect now: the handshake and start take about as long. */
 	wk.wk_rds = rds_new(wk.wk_base, wk.wk_cf->redis_url, 2000);
+	wk.wk_ec = evcurl_new(wk.wk_base, wk.wk_cf->tls_ca_file);
+	wk.wk_dns = evdns_base_new(wk.wk_base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	if (wk.wk_ec == NULL || wk.wk_dns == NULL)
+		log_warnx("worker: HTTP client or resolver unavailable");
 	wk.wk_call = call_new(m->cm_fd, ho, chan_handoff_head(m),
 	    ho->ho_headlen);
 	if (wk.wk_call == NULL) {

@@ -26,6 +26,8 @@ struct wk {
 	int			 wk_draining;
 	struct call		*wk_call;
 	struct rds		*wk_rds;
+	struct evcurl		*wk_ec;
+	struct evdns_base	*wk_dns;
 };
 
 extern struct wk wk;
@@ -38,10 +40,16 @@ struct ws_cb {
 	void	(*on_text)(void *, const uint8_t *, size_t);
 	void	(*on_close)(void *, int, const char *);
 	void	(*on_done)(void *);	/* nothing left to send or read */
+	void	(*on_open)(void *);	/* client: handshake complete */
 };
 
+struct evdns_base;
 struct ws	*ws_server_new(struct event_base *, int, const uint8_t *,
 		    size_t, size_t, const struct ws_cb *, void *);
+struct ws	*ws_client_new(struct event_base *, struct evdns_base *,
+		    const char *, size_t, const struct ws_cb *, void *,
+		    char *, size_t);
+int		 ws_ping(struct ws *);
 int		 ws_send_text(struct ws *, const char *, size_t);
 void		 ws_close(struct ws *, uint16_t, const char *);
 int		 ws_done(const struct ws *);
@@ -97,6 +105,29 @@ int	twilio_ws_accept(struct call *, int, const uint8_t *, size_t);
 int	twilio_ws_send(struct call *, const char *, size_t);
 void	twilio_ws_close(struct call *);
 
+/* eleven_ws.c - the ElevenLabs side of a call */
+enum el_state {
+	EL_IDLE,
+	EL_URL,			/* fetching the signed URL */
+	EL_CONNECTING,		/* TLS + upgrade */
+	EL_WAIT_META,		/* init sent, waiting for metadata */
+	EL_READY,		/* bridging */
+	EL_CLOSING,
+	EL_CLOSED
+};
+
+int	eleven_start(struct call *);
+void	eleven_close(struct call *, uint16_t);
+int	eleven_send_audio(struct call *, const char *, size_t);
+
+/* bridge.c - audio both ways */
+void	bridge_caller_audio(struct call *, const char *, size_t);
+void	bridge_agent_audio(struct call *, const char *, size_t, long long);
+void	bridge_interruption(struct call *, long long);
+int	bridge_formats(struct call *, const char *, const char *);
+void	bridge_free(struct call *);
+int	bridge_mark(struct call *, const char *);
+
 /* call.c */
 enum call_state {
 	CS_HANDSHAKE,
@@ -116,6 +147,24 @@ struct call {
 	struct event	*c_t_bind;	/* bounded wait for Redis */
 	char		 c_nonce[128];	/* from start.customParameters */
 	char		 c_phone[32];
+	/* ElevenLabs side */
+	enum el_state	 c_el_state;
+	struct ws	*c_el;
+	struct event	*c_t_el;	/* setup deadline, then keepalive */
+	char		 c_conv_id[128];
+	int		 c_el_close_code;
+	char		 c_el_error[200];
+	uint64_t	 c_t_started;	/* Twilio start, monotonic ns */
+	/* bridge */
+	struct tc	*c_tc_in;	/* caller -> agent, NULL: pass-through */
+	struct tc	*c_tc_out;	/* agent -> caller */
+	int		 c_passthrough_in, c_passthrough_out;
+	long long	 c_interrupted;	/* drop agent audio <= this id */
+	/* agent hang-up: mark, echo, REST */
+	int		 c_agent_ending;
+	char		 c_mark[32];
+	struct event	*c_t_mark;
+	int		 c_rest_pending;
 	uint64_t	 c_t_begin;	/* monotonic ns at handoff */
 	uint64_t	 c_t_handoff;
 	char		 c_call_sid[64];
@@ -133,5 +182,11 @@ void		 call_on_twilio(struct call *, const uint8_t *, size_t);
 void		 call_end(struct call *, const char *);
 void		 call_twilio_closed(struct call *, int);
 void		 call_twilio_done(struct call *);
+void		 call_twilio_mark(struct call *, const char *);
+void		 call_el_ready(struct call *);
+void		 call_el_closed(struct call *, int, const char *);
+void		 call_el_done(struct call *);
+void		 call_agent_hangup(struct call *, const char *);
+void		 call_apologise(struct call *, const char *);
 
 #endif

@@ -1,0 +1,350 @@
+/*
+ * eleven_ws.c - the ElevenLabs ConvAI side of a call, in a worker: the
+ * signed URL (GET .../get-signed-url with xi-api-key, over evcurl), the
+ * TLS WebSocket, conversation_initiation_client_data as the first
+ * message (documented overrides only), then every server event: the
+ * metadata (conversation id, formats), audio, interruption, ping (pong
+ * at once), the end_call tool, errors.  Unknown events are ignored.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/dns.h>
+#include <jansson.h>
+
+#include "evcurl.h"
+#include "log.h"
+#include "util.h"
+#include "worker.h"
+
+#define EL_MAX_MSG		(16 * 1024 * 1024)
+#define EL_URL_TIMEOUT_MS	5000
+#define EL_SETUP_SECS		10
+#define EL_KEEPALIVE_SECS	30
+
+static void	el_url_got(const struct evcurl_resp *, void *);
+static void	el_on_open(void *);
+static void	el_on_text(void *, const uint8_t *, size_t);
+static void	el_on_close(void *, int, const char *);
+static void	el_on_done(void *);
+static void	el_timer(int, short, void *);
+static void	el_event(struct call *, json_t *, const char *);
+
+static const struct ws_cb el_cb = {
+	el_on_text, el_on_close, el_on_done, el_on_open
+};
+
+/* Until prompts are rendered from the person's profile. */
+static const char el_fallback_prompt[] =
+    "You are nAIber, a warm and patient companion who telephones older "
+    "people for a friendly chat. Speak slowly and clearly, in short "
+    "sentences, and let the person finish before you answer. Never give "
+    "medical advice. If the person mentions a fall, chest pain, trouble "
+    "breathing or thoughts of harming themselves, tell them calmly to "
+    "call their local emergency number now, and stay with them.";
+static const char el_fallback_first[] =
+    "Hello, this is nAIber calling for a friendly chat. How are you "
+    "today?";
+
+int
+eleven_start(struct call *c)
+{
+	struct evcurl_req	rq;
+	char			url[1024], hdr[600];
+	struct timeval		tv = { EL_SETUP_SECS, 0 };
+
+	if (c->c_t_el == NULL &&
+	    (c->c_t_el = evtimer_new(wk.wk_base, el_timer, c)) == NULL)
+		return -1;
+	memset(&rq, 0, sizeof(rq));
+	snprintf(url, sizeof(url), "%s/v1/convai/conversation/get-signed-url"
+	    "?agent_id=%s", wk.wk_cf->elevenlabs_base_url,
+	    wk.wk_cf->elevenlabs_agent_id);
+	snprintf(hdr, sizeof(hdr), "xi-api-key: %s",
+	    wk.wk_cf->elevenlabs_api_key);
+	rq.rq_method = "GET";
+	rq.rq_url = url;
+	rq.rq_headers[0] = hdr;
+	rq.rq_headers[1] = "Accept: application/json";
+	rq.rq_timeout_ms = EL_URL_TIMEOUT_MS;
+	if (evcurl_start(wk.wk_ec, &rq, el_url_got, c) == -1)
+		return -1;
+	c->c_el_state = EL_URL;
+	evtimer_add(c->c_t_el, &tv);
+	return 0;
+}
+
+static void
+el_fail(struct call *c, const char *why)
+{
+	log_warnx("elevenlabs: %s", why);
+	c->c_el_state = EL_CLOSED;
+	call_apologise(c, "elevenlabs unavailable");
+}
+
+static void
+el_url_got(const struct evcurl_resp *r, void *arg)
+{
+	struct call	*c = arg;
+	json_t		*o;
+	const char	*u;
+	char		 err[200];
+
+	if (c->c_el_state != EL_URL)
+		return;
+	if (r->er_failed || r->er_status != 200) {
+		snprintf(err, sizeof(err), "signed URL request failed: %s",
+		    r->er_failed ? r->er_error : "bad HTTP status");
+		if (!r->er_failed)
+			snprintf(err, sizeof(err), "signed URL request "
+			    "answered HTTP %ld", r->er_status);
+		el_fail(c, err);
+		return;
+	}
+	o = json_loadb(r->er_body, r->er_len, 0, NULL);
+	u = json_string_value(json_object_get(o, "signed_url"));
+	if (u == NULL) {
+		json_decref(o);
+		el_fail(c, "signed URL answer without signed_url");
+		return;
+	}
+	c->c_el = ws_client_new(wk.wk_base, wk.wk_dns, u, EL_MAX_MSG, &el_cb,
+	    c, err, sizeof(err));
+	json_decref(o);
+	if (c->c_el == NULL) {
+		el_fail(c, err);
+		return;
+	}
+	c->c_el_state = EL_CONNECTING;
+}
+
+/* The first message: documented overrides only, nothing empty or null. */
+static char *
+el_init_message(struct call *c)
+{
+	const struct config	*cf = wk.wk_cf;
+	json_t			*o, *ov, *agent, *tts = NULL, *extra;
+	char			*s, *prompt;
+	size_t			 n;
+
+	n = strlen(el_fallback_prompt) + 256;
+	if ((prompt = malloc(n)) == NULL)
+		return NULL;
+	/* The LLM service parses these two lines; they come first. */
+	snprintf(prompt, n, "User ID: %s\nPhone: %s\n\n%s", "unknown",
+	    c->c_phone[0] ? c->c_phone : "unknown", el_fallback_prompt);
+	agent = json_pack("{s:{s:s}, s:s}", "prompt", "prompt", prompt,
+	    "first_message", el_fallback_first);
+	free(prompt);
+	if (agent == NULL)
+		return NULL;
+	if (cf->elevenlabs_language != NULL)
+		json_object_set_new(agent, "language",
+		    json_string(cf->elevenlabs_language));
+	ov = json_pack("{s:o}", "agent", agent);
+	if (ov != NULL && cf->elevenlabs_voice_id != NULL &&
+	    (tts = json_pack("{s:s}", "voice_id", cf->elevenlabs_voice_id)))
+		json_object_set_new(ov, "tts", tts);
+	extra = json_pack("{s:s}", "call_type", c->c_call_type);
+	o = json_pack("{s:s, s:o, s:o}", "type",
+	    "conversation_initiation_client_data",
+	    "conversation_config_override", ov, "custom_llm_extra_body", extra);
+	if (o == NULL)
+		return NULL;
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return s;
+}
+
+static void
+el_on_open(void *arg)
+{
+	struct call	*c = arg;
+	char		*msg;
+
+	if ((msg = el_init_message(c)) == NULL ||
+	    ws_send_text(c->c_el, msg, strlen(msg)) == -1) {
+		free(msg);
+		el_fail(c, "cannot send the init message");
+		return;
+	}
+	log_info("elevenlabs: connected, init sent (%zu bytes)", strlen(msg));
+	free(msg);
+	c->c_el_state = EL_WAIT_META;
+}
+
+static void
+el_timer(int fd, short ev, void *arg)
+{
+	struct call	*c = arg;
+	struct timeval	 tv = { EL_KEEPALIVE_SECS, 0 };
+
+	(void)fd, (void)ev;
+	if (c->c_el_state == EL_READY) {
+		if (ws_ping(c->c_el) == 0)	/* as the original: 30 s */
+			evtimer_add(c->c_t_el, &tv);
+		return;
+	}
+	if (c->c_el_state < EL_READY)
+		el_fail(c, "no conversation within 10 s");
+}
+
+static void
+el_on_text(void *arg, const uint8_t *data, size_t len)
+{
+	struct call	*c = arg;
+	json_t		*o;
+	const char	*type;
+
+	if (data == NULL || (o = json_loadb((const char *)data, len, 0,
+	    NULL)) == NULL || !json_is_object(o)) {
+		if (data != NULL)
+			o = NULL;
+		if (c->c_cnt.dn_bad_messages++ == 0)
+			log_warnx("elevenlabs: dropped a malformed message "
+			    "(further ones are only counted)");
+		json_decref(o);
+		return;
+	}
+	if ((type = json_string_value(json_object_get(o, "type"))) == NULL) {
+		c->c_cnt.dn_bad_messages++;
+		json_decref(o);
+		return;
+	}
+	el_event(c, o, type);
+	json_decref(o);
+}
+
+static void
+el_metadata(struct call *c, json_t *m)
+{
+	const char	*id, *fin, *fout;
+
+	id = json_string_value(json_object_get(m, "conversation_id"));
+	fin = json_string_value(json_object_get(m, "user_input_audio_format"));
+	fout = json_string_value(json_object_get(m,
+	    "agent_output_audio_format"));
+	if (c->c_el_state != EL_WAIT_META || id == NULL || id[0] == '\0' ||
+	    strlen(id) >= sizeof(c->c_conv_id)) {
+		c->c_cnt.dn_bad_messages++;
+		return;
+	}
+	strlcpy_n(c->c_conv_id, id, sizeof(c->c_conv_id));
+	log_setcall(NULL, c->c_conv_id);
+	log_info("elevenlabs: conversation %s formats in=%s out=%s", id,
+	    fin ? fin : "ulaw_8000", fout ? fout : "ulaw_8000");
+	if (bridge_formats(c, fin ? fin : "ulaw_8000",
+	    fout ? fout : "ulaw_8000") == -1) {
+		log_warnx("elevenlabs: agent audio formats in=%s out=%s are "
+		    "not supported; set both to ulaw_8000 in the agent", fin,
+		    fout);
+		call_agent_hangup(c, "unsupported audio format");
+		return;
+	}
+	c->c_el_state = EL_READY;
+	call_el_ready(c);
+}
+
+static void
+el_event(struct call *c, json_t *o, const char *type)
+{
+	json_t		*e;
+	const char	*s;
+	char		 pong[64];
+
+	if (strcmp(type, "audio") == 0) {
+		e = json_object_get(o, "audio_event");
+		s = json_string_value(json_object_get(e, "audio_base_64"));
+		if (s == NULL) {
+			c->c_cnt.dn_bad_messages++;
+			return;
+		}
+		bridge_agent_audio(c, s, strlen(s), json_integer_value(
+		    json_object_get(e, "event_id")));
+	} else if (strcmp(type, "ping") == 0) {
+		e = json_object_get(json_object_get(o, "ping_event"),
+		    "event_id");
+		if (!json_is_integer(e)) {
+			c->c_cnt.dn_bad_messages++;
+			return;
+		}
+		snprintf(pong, sizeof(pong), "{\"type\":\"pong\",\"event_id\":"
+		    "%lld}", (long long)json_integer_value(e));
+		if (ws_send_text(c->c_el, pong, strlen(pong)) == 0)
+			c->c_cnt.dn_pongs++;
+	} else if (strcmp(type, "interruption") == 0) {
+		e = json_object_get(json_object_get(o, "interruption_event"),
+		    "event_id");
+		bridge_interruption(c, json_is_integer(e) ?
+		    json_integer_value(e) : -1);
+	} else if (strcmp(type, "conversation_initiation_metadata") == 0) {
+		el_metadata(c, json_object_get(o,
+		    "conversation_initiation_metadata_event"));
+	} else if (strcmp(type, "agent_tool_response") == 0) {
+		e = json_object_get(o, "agent_tool_response");
+		s = json_string_value(json_object_get(e, "tool_name"));
+		if (s != NULL && strcmp(s, "end_call") == 0)
+			call_agent_hangup(c, "agent ended the call");
+	} else if (strcmp(type, "error") == 0) {
+		e = json_object_get(o, "error_event");
+		snprintf(c->c_el_error, sizeof(c->c_el_error), "%s: %s",
+		    json_string_value(json_object_get(e, "error_type")) ?
+		    json_string_value(json_object_get(e, "error_type")) : "?",
+		    json_string_value(json_object_get(e, "message")) ?
+		    json_string_value(json_object_get(e, "message")) : "?");
+		log_warnx("elevenlabs: error event %s", c->c_el_error);
+	} else
+		log_debug("elevenlabs: ignored %s event", type);
+}
+
+static void
+el_on_close(void *arg, int code, const char *why)
+{
+	struct call	*c = arg;
+
+	c->c_el_close_code = code;
+	if (c->c_el_state == EL_CLOSING || c->c_el_state == EL_CLOSED) {
+		c->c_el_state = EL_CLOSED;
+		return;
+	}
+	if (c->c_el_state < EL_READY) {
+		char err[300];
+		snprintf(err, sizeof(err), "connection failed before the "
+		    "conversation began (%d %s%s%s)", code, why,
+		    c->c_el_error[0] ? "; " : "", c->c_el_error);
+		el_fail(c, err);
+		return;
+	}
+	c->c_el_state = EL_CLOSED;
+	call_el_closed(c, code, why);
+}
+
+static void
+el_on_done(void *arg)
+{
+	call_el_done(arg);
+}
+
+/* Our side ends the conversation (caller gone, limits, shutdown). */
+void
+eleven_close(struct call *c, uint16_t code)
+{
+	if (c->c_t_el != NULL)
+		evtimer_del(c->c_t_el);
+	if (c->c_el == NULL || c->c_el_state == EL_CLOSED) {
+		c->c_el_state = EL_CLOSED;
+		return;
+	}
+	c->c_el_state = EL_CLOSING;
+	ws_close(c->c_el, code, code == 1000 ? "User ended conversation" :
+	    NULL);
+}
+
+int
+eleven_send_audio(struct call *c, const char *msg, size_t len)
+{
+	if (c->c_el_state != EL_READY)
+		return -1;
+	return ws_send_text(c->c_el, msg, len);
+}
