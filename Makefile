@@ -9,7 +9,8 @@ DATADIR	 = $(PREFIX)/share/naiberd
 SYSCONFDIR ?= /etc
 
 CC	?= cc
-PKGS	 = libevent libevent_openssl jansson libcrypto libssl libcurl hiredis
+PKGS	 = libevent libevent_openssl jansson libcrypto libssl libcurl hiredis \
+	   libpq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -21,14 +22,15 @@ LDLIBS	 = $(PKG_LIBS) -lwslay -lhttp_parser -lm
 B	 = build
 COMMON	 = common/log.c common/util.c common/config.c common/channel.c \
 	   common/httphead.c common/twilio.c common/twilio_rest.c \
-	   common/evcurl.c common/redis.c common/tls.c
+	   common/evcurl.c common/redis.c common/tls.c common/session.c \
+	   common/jobs.c common/prompt.c
 SUPERV	 = supervisor/main.c supervisor/supervisor.c supervisor/listener.c \
 	   supervisor/router.c supervisor/api_ops.c supervisor/pool.c \
 	   supervisor/metrics.c supervisor/api_call.c supervisor/api_twilio.c \
-	   supervisor/placed.c supervisor/ngrok.c
+	   supervisor/placed.c supervisor/ngrok.c supervisor/orphan.c
 WORKER	 = worker/worker.c worker/call.c worker/ws.c worker/twilio_ws.c \
 	   worker/twilio_event.c worker/eleven_ws.c worker/bridge.c \
-	   worker/transcode.c
+	   worker/transcode.c worker/prepare.c worker/profile.c
 SRCS	 = $(COMMON) $(SUPERV) $(WORKER)
 OBJS	 = $(SRCS:%.c=$(B)/%.o)
 
@@ -40,7 +42,7 @@ UCFLAGS	 = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 $(SAN) \
 ULIBS	 = $(PKG_LIBS) -lcmocka -lwslay -lhttp_parser -lm
 UNITS	 = test_channel test_config test_httphead test_twilio_sig \
 	   test_twilio_event test_util test_router test_evcurl test_redis \
-	   test_twilio_rest
+	   test_twilio_rest test_transcode test_prompt
 
 DEB_PKGS = build-essential pkg-config libevent-dev libwslay-dev \
 	   libjansson-dev libssl-dev libhttp-parser-dev libcmocka-dev \
@@ -89,6 +91,8 @@ $(B)/test/test_twilio_sig: tests/unit/test_twilio_sig.c common/twilio.c
 $(B)/test/test_twilio_event: tests/unit/test_twilio_event.c \
 	worker/twilio_event.c common/util.c
 $(B)/test/test_util: tests/unit/test_util.c common/util.c
+$(B)/test/test_prompt: tests/unit/test_prompt.c common/prompt.c
+$(B)/test/test_transcode: tests/unit/test_transcode.c worker/transcode.c
 $(B)/test/test_evcurl: tests/unit/test_evcurl.c common/evcurl.c
 $(B)/test/test_redis: tests/unit/test_redis.c common/redis.c common/log.c \
 	common/util.c

@@ -235,7 +235,9 @@ chan_check(struct chan_msg *m, const char **why)
 	case MSG_DONE:
 		if (len != sizeof(struct msg_done) ||
 		    !chan_strok(m->cm_u.done.dn_reason,
-		    sizeof(m->cm_u.done.dn_reason)))
+		    sizeof(m->cm_u.done.dn_reason)) ||
+		    !chan_strok(m->cm_u.done.dn_call_sid,
+		    sizeof(m->cm_u.done.dn_call_sid)))
 			break;
 		return 0;
 	default:

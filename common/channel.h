@@ -66,6 +66,8 @@ struct msg_call_info {
 	char	ci_user_id[64];
 	char	ci_phone[32];
 	char	ci_call_type[16];
+	int32_t	ci_is_first_call;
+	int32_t	ci_pad;
 };
 
 struct msg_done {
@@ -77,6 +79,9 @@ struct msg_done {
 	uint64_t	dn_setup_ns;	/* start -> first agent audio, 0 if none */
 	uint64_t	dn_pongs;
 	uint64_t	dn_clears;
+	uint32_t	dn_job;		/* enum job_outcome + 1; 0: no job */
+	uint32_t	dn_keys_deleted;
+	char		dn_call_sid[64];	/* even if never bound */
 	char		dn_reason[64];
 };
 

@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 
+struct prompt_set;
+
 #define NAIBER_VERSION		"0.1.0"
 #define CONFIG_DEFAULT_FILE	"/etc/naiber/naiberd.conf"
 #define CONFIG_MAX_ERRORS	64
@@ -83,13 +85,16 @@ struct config {
 	/* OpenAI */
 	char	*openai_api_key;
 	char	*openai_base_url;
+	char	*openai_model;
 	/* stores */
 	char	*redis_url;
 	char	*database_url;
 	char	*tls_ca_file;
+	char	*bullmq_prefix;
 
 	/* derived, filled by config_build() */
 	char	*cf_file;	/* file that was read, or NULL */
+	struct prompt_set *cf_prompts;	/* set by the supervisor */
 };
 
 /* A value given on the command line, kept for reloads. */

@@ -565,6 +565,15 @@ ec_set_common(struct evcurl *ec, struct ec_xfer *x,
 	bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, to);
 	bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, cto);
 	bad |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	/*
+	 * A request that must not happen twice gets its own connection:
+	 * curl silently re-sends a request whose reused connection turned
+	 * out dead, and for "create a call" that would dial twice.
+	 */
+	if (rq->rq_once) {
+		bad |= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+		bad |= curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+	}
 #if LIBCURL_VERSION_NUM >= 0x075500
 	bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 #else

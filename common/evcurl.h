@@ -39,6 +39,7 @@ struct evcurl_req {
 	const char	*rq_password;
 	long		 rq_timeout_ms;	/* whole request */
 	long		 rq_connect_timeout_ms;
+	int		 rq_once;	/* not idempotent: fresh connection */
 };
 
 struct evcurl	*evcurl_new(struct event_base *, const char *);

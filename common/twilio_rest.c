@@ -181,6 +181,7 @@ tw_post(struct evcurl *ec, const struct config *cf, const char *path,
 	rq.rq_password = cf->twilio_auth_token;
 	rq.rq_timeout_ms = TW_TIMEOUT_MS;
 	rq.rq_connect_timeout_ms = 5000;
+	rq.rq_once = !is_end;	/* never dial twice */
 	if (evcurl_start(ec, &rq, tw_done, tp) == -1) {
 		free(tp);
 		return -1;

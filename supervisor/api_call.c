@@ -271,6 +271,7 @@ dial_stored(const redisReply *rep, const char *err, void *arg)
 	log_info("call %s placed to %s (type %s, %.0f ms)", d->dl_sid,
 	    d->dl_phone, d->dl_type, (double)(now_mono_ns() - d->dl_t0) / 1e6);
 	dial_answer(d, 200, NULL);
+	pool_prepare(d->dl_sid);
 	free(d);
 }
 

@@ -76,6 +76,22 @@ metrics_histogram(FILE *fp)
 	    (unsigned long long)metrics.m_handoff_count);
 }
 
+static void
+metrics_outcomes(FILE *fp)
+{
+	static const char *const names[] = { "completed", "busy",
+	    "no-answer", "failed", "canceled" };
+	int	i;
+
+	fprintf(fp, "# HELP naiberd_call_outcomes_total Final call statuses "
+	    "reported by Twilio.\n# TYPE naiberd_call_outcomes_total "
+	    "counter\n");
+	for (i = 0; i < 5; i++)
+		fprintf(fp, "naiberd_call_outcomes_total{outcome=\"%s\"} "
+		    "%llu\n", names[i],
+		    (unsigned long long)metrics.m_outcome[i]);
+}
+
 /* Returns malloc'd text; caller frees. */
 char *
 metrics_render(size_t *len)
@@ -118,6 +134,35 @@ metrics_render(size_t *len)
 	    "with a bad X-Twilio-Signature.", metrics.m_refused_sig);
 	COUNTER("naiberd_stream_refused_capacity_total", "Stream upgrades "
 	    "refused at max calls.", metrics.m_refused_capacity);
+	COUNTER("naiberd_calls_placed_total", "Calls dialled through Twilio.",
+	    metrics.m_calls_placed);
+	fprintf(fp, "# HELP naiberd_calls_refused_total POST /call refusals by "
+	    "cause.\n# TYPE naiberd_calls_refused_total counter\n"
+	    "naiberd_calls_refused_total{cause=\"twilio\"} %llu\n"
+	    "naiberd_calls_refused_total{cause=\"redis\"} %llu\n"
+	    "naiberd_calls_refused_total{cause=\"capacity\"} %llu\n"
+	    "naiberd_calls_refused_total{cause=\"input\"} %llu\n",
+	    (unsigned long long)metrics.m_call_refused[0],
+	    (unsigned long long)metrics.m_call_refused[1],
+	    (unsigned long long)metrics.m_call_refused[2],
+	    (unsigned long long)metrics.m_call_refused[3]);
+	metrics_outcomes(fp);
+	COUNTER("naiberd_pongs_total", "ElevenLabs pings answered.",
+	    metrics.m_pongs);
+	COUNTER("naiberd_clears_total", "Barge-in clears sent to Twilio.",
+	    metrics.m_clears);
+	COUNTER("naiberd_jobs_enqueued_total", "Post-call jobs in Redis "
+	    "(added or already there).", metrics.m_jobs_enqueued);
+	COUNTER("naiberd_jobs_spooled_total", "Post-call jobs written to the "
+	    "spool.", metrics.m_jobs_spooled);
+	COUNTER("naiberd_jobs_replayed_total", "Spooled jobs replayed.",
+	    metrics.m_jobs_replayed);
+	COUNTER("naiberd_jobs_lost_total", "Post-call jobs neither queued nor "
+	    "spooled.", metrics.m_jobs_lost);
+	COUNTER("naiberd_redis_errors_total", "Redis failures seen by the "
+	    "supervisor.", metrics.m_redis_errors);
+	COUNTER("naiberd_http_client_errors_total", "Outbound HTTP requests "
+	    "that failed.", metrics.m_http_client_errors);
 	fprintf(fp, "# HELP naiberd_http_responses_total HTTP responses by "
 	    "status class.\n# TYPE naiberd_http_responses_total counter\n");
 	for (i = 1; i <= 5; i++)

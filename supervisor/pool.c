@@ -289,10 +289,16 @@ pool_msg(struct worker *w, struct chan_msg *m)
 		w->w_done = *d;
 		w->w_got_done = 1;
 		metrics_done(d);
+		if (d->dn_job == 1 || d->dn_job == 2)
+			metrics.m_jobs_enqueued++;
+		else if (d->dn_job == 3)
+			metrics.m_jobs_spooled++;
+		else if (d->dn_job == 4)
+			metrics.m_jobs_lost++;
 		log_info("worker %d call %s done: reason=%s frames_in=%llu "
 		    "frames_out=%llu dropped=%llu bad=%llu duration_ms=%llu",
 		    w->w_pid, w->w_ci.ci_call_sid[0] ? w->w_ci.ci_call_sid :
-		    "-", d->dn_reason, (unsigned long long)d->dn_frames_in,
+		    d->dn_call_sid[0] ? d->dn_call_sid : "-", d->dn_reason, (unsigned long long)d->dn_frames_in,
 		    (unsigned long long)d->dn_frames_out,
 		    (unsigned long long)d->dn_frames_dropped,
 		    (unsigned long long)d->dn_bad_messages,
@@ -359,9 +365,12 @@ pool_died(struct worker *w, int status)
 		log_debug("worker %d exited", w->w_pid);
 	if (lost) {
 		metrics.m_crashes++;
-		log_warnx("call %s (stream %s) lost its worker %d without an "
-		    "ending report", sid, w->w_ci.ci_stream_sid[0] ?
-		    w->w_ci.ci_stream_sid : "unknown", w->w_pid);
+		log_warnx("call %s (stream %s, conversation %s) lost its worker "
+		    "%d without an ending report: cleaning up", sid,
+		    w->w_ci.ci_stream_sid[0] ? w->w_ci.ci_stream_sid :
+		    "unknown", w->w_ci.ci_conversation_id[0] ?
+		    w->w_ci.ci_conversation_id : "none", w->w_pid);
+		orphan_cleanup(&w->w_ci);
 	}
 	if (!w->w_took_call && !w->w_asked_exit && sv.sv_state == SV_RUNNING)
 		pool_throttle(WIFEXITED(status) && WEXITSTATUS(status) == 2 ?
@@ -378,6 +387,30 @@ pool_free(struct worker *w)
 		event_free(w->w_ev);
 	close(w->w_fd);
 	free(w);
+}
+
+/*
+ * While the phone rings: an idle worker loads the person and renders
+ * the first message into call:{sid}, then exits.  Best effort.
+ */
+void
+pool_prepare(const char *sid)
+{
+	struct worker	*w;
+	struct timeval	 tv = { 0, 0 };
+
+	if ((w = TAILQ_FIRST(&wl[W_IDLE])) == NULL) {
+		log_debug("call %s: no idle worker to prepare it", sid);
+		return;
+	}
+	if (chan_send_prepare(w->w_fd, w->w_ref, sid) == -1) {
+		log_warn("worker %d: PREPARE", w->w_pid);
+		return;
+	}
+	w->w_asked_exit = 1;
+	pool_set_state(w, W_EXITING);
+	if (!evtimer_pending(ev_refill, NULL))
+		evtimer_add(ev_refill, &tv);
 }
 
 /* Ask idle workers to exit (drain or reload). */

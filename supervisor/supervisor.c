@@ -14,6 +14,8 @@
 
 #include "evcurl.h"
 #include "log.h"
+#include "jobs.h"
+#include "prompt.h"
 #include "redis.h"
 #include "tls.h"
 #include "util.h"
@@ -36,11 +38,51 @@ static struct event	*ev_drain, *ev_kill, *ev_watchdog, *ev_sweep;
 
 #define REDIS_TIMEOUT_MS	2000
 
+static int	sv_replaying;
+
+static void
+sv_replayed(unsigned done, unsigned left, void *arg)
+{
+	(void)arg;
+	sv_replaying = 0;
+	metrics.m_jobs_replayed += done;
+	if (done > 0 || left > 0)
+		log_info("spool: %u post-call jobs replayed, %u left", done,
+		    left);
+}
+
+/* Spooled jobs go to Redis as soon as it answers again. */
+static void
+sv_replay(void)
+{
+	if (sv_replaying || !rds_connected(sv.sv_rds))
+		return;
+	if (jobs_replay(sv.sv_rds, sv.sv_cf->bullmq_prefix,
+	    sv.sv_cf->spool_dir, sv_replayed, NULL) == 0)
+		sv_replaying = 1;
+}
+
+static void
+sv_redis_state(int up, void *arg)
+{
+	(void)arg;
+	if (up) {
+		log_info("redis: connected");
+		sv_replay();
+	} else
+		log_warnx("redis: connection lost; POST /call answers 503 "
+		    "until it is back");
+}
+
 static void
 sv_sweep(int fd, short ev, void *arg)
 {
+	static unsigned	n;
+
 	(void)fd, (void)ev, (void)arg;
 	placed_expire(now_mono_ns());
+	if (++n % 6 == 0)	/* every 30 s */
+		sv_replay();
 }
 
 /* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET. */
@@ -101,7 +143,7 @@ supervisor_run(void)
 	    evsignal_add(ev_hup, NULL) || evsignal_add(ev_chld, NULL))
 		fatalx("cannot install signal events");
 	{
-		char	 err[300];
+		char	 err[2048];
 		SSL_CTX	*ctx;
 
 		/* Built once here, before any fork: workers share it. */
@@ -109,6 +151,10 @@ supervisor_run(void)
 		    sizeof(err))) == NULL)
 			fatalx("TLS client context: %s", err);
 		tls_set_client_ctx(ctx);
+		/* Prompts too: loaded once, inherited by every worker. */
+		if ((sv.sv_cf->cf_prompts = prompt_load(sv.sv_cf->prompts_dir,
+		    err, sizeof(err))) == NULL)
+			fatalx("prompts in %s: %s", sv.sv_cf->prompts_dir, err);
 	}
 	if ((sv.sv_ec = evcurl_new(sv.sv_base, sv.sv_cf->tls_ca_file)) == NULL)
 		fatalx("cannot set up the HTTP client (tls_ca_file %s?)",
@@ -116,6 +162,7 @@ supervisor_run(void)
 	if ((sv.sv_rds = rds_new(sv.sv_base, sv.sv_cf->redis_url,
 	    REDIS_TIMEOUT_MS)) == NULL)
 		fatalx("redis_url is not a usable redis:// URL");
+	rds_on_state(sv.sv_rds, sv_redis_state, NULL);
 	ev_sweep = event_new(sv.sv_base, -1, EV_PERSIST, sv_sweep, NULL);
 	tv.tv_sec = 5;
 	tv.tv_usec = 0;
@@ -264,7 +311,7 @@ sv_reload(void)
 		return;
 	}
 	{
-		char	 err[300];
+		char	 err[2048];
 		SSL_CTX	*ctx;
 
 		if ((ctx = tls_client_ctx_new(ncf->tls_ca_file, err,
@@ -275,10 +322,22 @@ sv_reload(void)
 			supervisor_notify("READY=1");
 			return;
 		}
-		/* The old context may still be shared with live workers'
-		 * memory images, but the supervisor no longer needs it. */
+		if ((ncf->cf_prompts = prompt_load(ncf->prompts_dir, err,
+		    sizeof(err))) == NULL) {
+			log_warnx("reload failed: prompts in %s: %s",
+			    ncf->prompts_dir, err);
+			log_warnx("reload failed: keeping the old configuration "
+			    "and prompts");
+			SSL_CTX_free(ctx);
+			config_free(ncf);
+			supervisor_notify("READY=1");
+			return;
+		}
+		/* Live workers have their own copies of the old ones. */
 		SSL_CTX_free(tls_client_ctx());
 		tls_set_client_ctx(ctx);
+		prompt_free(ocf->cf_prompts);
+		ocf->cf_prompts = NULL;
 	}
 	if (config_noreload_changed(ocf, ncf, names, sizeof(names)))
 		log_warnx("reload: %s cannot change without a restart; "

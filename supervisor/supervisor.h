@@ -141,10 +141,14 @@ void	pool_refill(void);
 int	pool_handoff(struct conn *);
 void	pool_reap(void);
 void	pool_drain_idle(void);
+void	pool_prepare(const char *);
 void	pool_signal_busy(int);
 unsigned pool_count(enum w_state);
 unsigned pool_total(void);
 int	pool_throttled(void);
+
+/* orphan.c */
+void	orphan_cleanup(const struct msg_call_info *);
 
 /* ngrok.c */
 void	ngrok_start(void);
@@ -173,6 +177,10 @@ struct metrics {
 	uint64_t	m_call_refused[4];	/* twilio, redis, capacity, input */
 	uint64_t	m_outcome[6];	/* completed busy no-answer failed canceled other */
 	uint64_t	m_redis_errors;
+	uint64_t	m_jobs_enqueued;
+	uint64_t	m_jobs_spooled;
+	uint64_t	m_jobs_replayed;
+	uint64_t	m_jobs_lost;
 	uint64_t	m_http_client_errors;
 };
 

@@ -16,9 +16,9 @@
 #include "util.h"
 #include "worker.h"
 
-#define BR_B64_MAX	(512 * 1024)		/* one message's audio */
+#define BR_B64_MAX	(192 * 1024)		/* one message's audio */
 #define BR_RAW_MAX	(BR_B64_MAX / 4 * 3)
-#define BR_PCM_MAX	(BR_RAW_MAX * 6 + 64)	/* 8k ulaw -> 48k PCM16 */
+#define BR_PCM_MAX	(BR_RAW_MAX * 12 + 64)	/* 8k ulaw -> 48k PCM16 */
 
 static uint8_t	br_raw[BR_RAW_MAX];
 static uint8_t	br_conv[BR_PCM_MAX];
@@ -146,6 +146,8 @@ bridge_interruption(struct call *c, long long event_id)
 
 	if (event_id > c->c_interrupted)
 		c->c_interrupted = event_id;
+	if (c->c_tc_out != NULL)
+		tc_reset(c->c_tc_out);	/* no tail of the cut-off speech */
 	n = snprintf(msg, sizeof(msg), "{\"event\":\"clear\",\"streamSid\":"
 	    "\"%s\"}", c->c_stream_sid);
 	if (twilio_ws_send(c, msg, (size_t)n) == 0)

@@ -14,8 +14,10 @@
 #include <jansson.h>
 
 #include "evcurl.h"
+#include "jobs.h"
 #include "log.h"
 #include "redis.h"
+#include "session.h"
 #include "twilio_rest.h"
 #include "util.h"
 #include "worker.h"
@@ -30,6 +32,7 @@ static void	call_no_start(int, short, void *);
 static void	call_too_long(int, short, void *);
 static void	call_flush(int, short, void *);
 static void	call_finish(struct call *);
+static void	call_summary(struct call *);
 
 static const char *const cs_names[] = {
 	"handshake", "wait_start", "binding", "active", "ending"
@@ -38,11 +41,22 @@ static const char *const cs_names[] = {
 #define BIND_TIMEOUT_MS	3000
 
 static void	call_bind_query(struct call *);
+static void	call_profile_got(enum profile_status, struct profile *,
+		    const char *, void *);
+static void	call_first_poll(int, short, void *);
+static void	call_first_got(const redisReply *, const char *, void *);
+
+#define FIRST_POLL_MS	100
+static void	call_write_session(struct call *);
 static void	call_activate(struct call *);
 static void	call_mark_late(int, short, void *);
 static void	call_rest_done(const struct twilio_result *, void *);
 static void	call_hangup_rest(struct call *);
 static void	call_maybe_finish(struct call *);
+static void	call_job_done(enum job_outcome, const char *, void *);
+static void	call_keys_done(int, void *);
+static void	call_post_late(int, short, void *);
+static void	call_session_written(int, void *);
 static void	call_bind_got(const redisReply *, const char *, void *);
 static void	call_bind_state(int, void *);
 static void	call_bind_late(int, short, void *);
@@ -65,10 +79,11 @@ call_new(int fd, const struct msg_handoff *ho, const uint8_t *head,
 	c->c_t_flush = evtimer_new(wk.wk_base, call_flush, c);
 	c->c_t_bind = evtimer_new(wk.wk_base, call_bind_late, c);
 	c->c_t_mark = evtimer_new(wk.wk_base, call_mark_late, c);
+	c->c_t_post = evtimer_new(wk.wk_base, call_post_late, c);
 	c->c_interrupted = -1;
 	if (c->c_t_start == NULL || c->c_t_max == NULL ||
 	    c->c_t_flush == NULL || c->c_t_bind == NULL ||
-	    c->c_t_mark == NULL) {
+	    c->c_t_mark == NULL || c->c_t_post == NULL) {
 		free(c);
 		return NULL;
 	}
@@ -177,6 +192,10 @@ call_bind_got(const redisReply *rep, const char *err, void *arg)
 		return;
 	}
 	nonce = json_string_value(json_object_get(o, "nonce"));
+	if (json_is_string(json_object_get(o, "firstMessage")) &&
+	    json_string_length(json_object_get(o, "firstMessage")) > 0)
+		c->c_first = strdup(json_string_value(json_object_get(o,
+		    "firstMessage")));
 	type = json_string_value(json_object_get(o, "callType"));
 	phone = json_string_value(json_object_get(o, "phone"));
 	if (nonce == NULL || !ct_streq(c->c_nonce, nonce)) {
@@ -207,10 +226,123 @@ call_activate(struct call *c)
 	strlcpy_n(ci.ci_call_type, c->c_call_type, sizeof(ci.ci_call_type));
 	strlcpy_n(ci.ci_phone, c->c_phone, sizeof(ci.ci_phone));
 	worker_report_info(&ci);
-	log_info("stream bound: type=%s", c->c_call_type);
+	log_info("stream bound: type=%s%s", c->c_call_type, c->c_first ?
+	    " (first message prepared while ringing)" : "");
 	call_set_state(c, CS_ACTIVE);
-	if (eleven_start(c) == -1)
+	c->c_t_bound = now_mono_ns();
+	/* In parallel: the person, ElevenLabs, the prepared message. */
+	if (profile_load(wk.wk_base, wk.wk_cf->database_url, c->c_phone,
+	    PROFILE_TIMEOUT_MS, call_profile_got, c) == -1) {
+		call_apologise(c, "database unavailable");
+		return;
+	}
+	if (eleven_start(c) == -1) {
 		call_apologise(c, "elevenlabs unavailable");
+		return;
+	}
+	if (c->c_first != NULL)
+		c->c_first_ready = 1;
+	else
+		call_first_poll(-1, 0, c);
+}
+
+/* The person the call is for, or an apology instead of dead air. */
+static void
+call_profile_got(enum profile_status st, struct profile *p, const char *err,
+    void *arg)
+{
+	struct call	*c = arg;
+
+	if (c->c_state == CS_ENDING || c->c_agent_ending) {
+		profile_free(p);
+		return;
+	}
+	if (st != PROFILE_OK) {
+		log_warnx("no profile for %s: %s", c->c_phone,
+		    st == PROFILE_UNKNOWN ? "unknown person" : err);
+		call_apologise(c, st == PROFILE_UNKNOWN ? "unknown person" :
+		    "database unavailable");
+		return;
+	}
+	c->c_profile = p;
+	strlcpy_n(c->c_user_id, p->p_id, sizeof(c->c_user_id));
+	c->c_is_first_call = p->p_is_first_call;
+	persona_build(&c->c_pe, p, c->c_phone, c->c_call_type);
+	if ((c->c_system = persona_system(&c->c_pe, c->c_call_type)) == NULL) {
+		call_apologise(c, "prompt error");
+		return;
+	}
+	log_info("profile loaded: user %s (%s call) in %llu ms", p->p_id,
+	    p->p_is_first_call ? "first" : "returning",
+	    (unsigned long long)((now_mono_ns() - c->c_t_bound) / 1000000));
+	call_try_init(c);
+}
+
+/*
+ * Wait (bounded by --first-message-wait) for the message a PREPARE
+ * worker is writing into call:{sid}; then fall back to the template.
+ */
+static void
+call_first_poll(int fd, short ev, void *arg)
+{
+	struct call	*c = arg;
+	struct timeval	 tv = { 0, FIRST_POLL_MS * 1000 };
+	char		 key[160];
+
+	(void)fd, (void)ev;
+	if (c->c_first_ready || c->c_state != CS_ACTIVE)
+		return;
+	if ((now_mono_ns() - c->c_t_bound) / 1000000 >=
+	    (uint64_t)wk.wk_cf->first_message_wait) {
+		log_info("no prepared first message within %ld ms: template",
+		    wk.wk_cf->first_message_wait);
+		c->c_first_ready = 1;
+		call_try_init(c);
+		return;
+	}
+	if (fd != -1 && key_call(key, sizeof(key), c->c_call_sid) == 0)
+		(void)rds_cmdf(wk.wk_rds, call_first_got, c, "GET %s", key);
+	if (c->c_t_first == NULL)
+		c->c_t_first = evtimer_new(wk.wk_base, call_first_poll, c);
+	if (c->c_t_first != NULL)
+		evtimer_add(c->c_t_first, &tv);
+}
+
+static void
+call_first_got(const redisReply *r, const char *err, void *arg)
+{
+	struct call	*c = arg;
+	json_t		*o;
+	const char	*fm;
+
+	(void)err;
+	if (c->c_first_ready || r == NULL || r->type != REDIS_REPLY_STRING ||
+	    (o = json_loadb(r->str, r->len, 0, NULL)) == NULL)
+		return;
+	fm = json_string_value(json_object_get(o, "firstMessage"));
+	if (fm != NULL && fm[0] != '\0' && (c->c_first = strdup(fm))) {
+		c->c_first_ready = 1;
+		if (c->c_t_first != NULL)
+			evtimer_del(c->c_t_first);
+		log_info("prepared first message arrived");
+		call_try_init(c);
+	}
+	json_decref(o);
+}
+
+/* Send the init message once all three are there. */
+void
+call_try_init(struct call *c)
+{
+	if (c->c_el_state != EL_OPEN || c->c_system == NULL ||
+	    !c->c_first_ready || c->c_agent_ending)
+		return;
+	if (c->c_first == NULL &&
+	    (c->c_first = persona_first_template(&c->c_pe)) == NULL) {
+		call_apologise(c, "prompt error");
+		return;
+	}
+	(void)eleven_send_init(c);
 }
 
 /* The conversation is up: report its id for orphan clean-up. */
@@ -227,8 +359,42 @@ call_el_ready(struct call *c)
 	strlcpy_n(ci.ci_phone, c->c_phone, sizeof(ci.ci_phone));
 	strlcpy_n(ci.ci_conversation_id, c->c_conv_id,
 	    sizeof(ci.ci_conversation_id));
+	strlcpy_n(ci.ci_user_id, c->c_user_id, sizeof(ci.ci_user_id));
+	ci.ci_is_first_call = c->c_is_first_call;
 	worker_report_info(&ci);
 	evtimer_add(c->c_t_el, &tv);	/* WebSocket keepalive */
+	call_write_session(c);
+}
+
+/* session:{id} and the rag:* pointers the LLM service resolves. */
+static void
+call_write_session(struct call *c)
+{
+	struct session	s;
+
+	memset(&s, 0, sizeof(s));
+	strlcpy_n(s.s_call_sid, c->c_call_sid, sizeof(s.s_call_sid));
+	strlcpy_n(s.s_conversation_id, c->c_conv_id,
+	    sizeof(s.s_conversation_id));
+	strlcpy_n(s.s_user_id, c->c_user_id, sizeof(s.s_user_id));
+	strlcpy_n(s.s_phone, c->c_phone, sizeof(s.s_phone));
+	strlcpy_n(s.s_stream_sid, c->c_stream_sid, sizeof(s.s_stream_sid));
+	strlcpy_n(s.s_call_type, c->c_call_type, sizeof(s.s_call_type));
+	s.s_started_ms = c->c_t_started_ms;
+	s.s_last_message_ms = now_real_ms();
+	c->c_session_written = 1;	/* delete at the end, whatever */
+	if (session_write(wk.wk_rds, &s, call_session_written, c) == -1)
+		log_warnx("session keys not written: Redis unavailable");
+}
+
+static void
+call_session_written(int ok, void *arg)
+{
+	(void)arg;
+	if (!ok)
+		log_warnx("session keys not (all) written");
+	else
+		log_debug("session keys written");
 }
 
 /* ElevenLabs went away during the conversation. */
@@ -413,12 +579,109 @@ call_flush(int fd, short ev, void *arg)
 	call_finish(arg);
 }
 
+/*
+ * Both sockets are closed: enqueue (or spool) the post-call job, delete
+ * the session keys, report DONE, exit.  Bounded by POST_MAX_SECS.
+ */
+#define POST_MAX_SECS	8
+
 static void
 call_finish(struct call *c)
 {
 	struct msg_done	*d = &c->c_cnt;
+	struct timeval	 tv = { POST_MAX_SECS, 0 };
+	struct job	 j;
+
+	if (c->c_finishing)
+		return;
+	c->c_finishing = 1;
+	evtimer_del(c->c_t_flush);
+	call_summary(c);
+	evtimer_add(c->c_t_post, &tv);
+	if (c->c_conv_id[0] == '\0') {
+		call_keys_done(1, c);
+		return;
+	}
+	memset(&j, 0, sizeof(j));
+	strlcpy_n(j.j_conversation_id, c->c_conv_id,
+	    sizeof(j.j_conversation_id));
+	strlcpy_n(j.j_user_id, c->c_user_id, sizeof(j.j_user_id));
+	strlcpy_n(j.j_call_type, c->c_call_type, sizeof(j.j_call_type));
+	j.j_is_first_call = c->c_is_first_call;
+	j.j_timestamp_ms = now_real_ms();
+	if (jobs_enqueue(wk.wk_rds, wk.wk_cf->bullmq_prefix,
+	    wk.wk_cf->spool_dir, &j, call_job_done, c) == -1) {
+		d->dn_job = (jobs_spool(wk.wk_cf->spool_dir, &j) == 0 ?
+		    JOB_SPOOLED : JOB_FAILED) + 1;
+		call_job_done(d->dn_job - 1, NULL, c);
+	}
+}
+
+static void
+call_job_done(enum job_outcome o, const char *id, void *arg)
+{
+	struct call	*c = arg;
+	static const char *const names[] = { "added", "duplicate", "spooled",
+	    "FAILED" };
+
+	c->c_cnt.dn_job = (uint32_t)o + 1;
+	if (o == JOB_FAILED)
+		log_warnx("post-call job for %s could not be queued or "
+		    "spooled", c->c_conv_id);
+	else
+		log_info("post-call job %s%s%s", names[o], id ? " as " : "",
+		    id ? id : "");
+	if (!c->c_session_written || session_delete(wk.wk_rds, c->c_conv_id,
+	    c->c_user_id, c->c_phone, call_keys_done, c) == -1)
+		call_keys_done(c->c_session_written ? 0 : 1, c);
+}
+
+static void
+call_keys_done(int ok, void *arg)
+{
+	struct call	*c = arg;
+
+	if (c->c_session_written) {
+		c->c_cnt.dn_keys_deleted = (uint32_t)ok;
+		if (!ok)
+			log_warnx("session keys not deleted (they expire in "
+			    "an hour)");
+	}
+	bridge_free(c);
+	close(c->c_fd);
+	worker_finish(&c->c_cnt);
+}
+
+static void
+call_post_late(int fd, short ev, void *arg)
+{
+	struct call	*c = arg;
+
+	(void)fd, (void)ev;
+	log_warnx("post-call steps did not finish in %d s", POST_MAX_SECS);
+	if (c->c_cnt.dn_job == 0 && c->c_conv_id[0] != '\0') {
+		struct job j;
+		memset(&j, 0, sizeof(j));
+		strlcpy_n(j.j_conversation_id, c->c_conv_id,
+		    sizeof(j.j_conversation_id));
+		strlcpy_n(j.j_user_id, c->c_user_id, sizeof(j.j_user_id));
+		strlcpy_n(j.j_call_type, c->c_call_type,
+		    sizeof(j.j_call_type));
+		j.j_is_first_call = c->c_is_first_call;
+		j.j_timestamp_ms = now_real_ms();
+		c->c_cnt.dn_job = (jobs_spool(wk.wk_cf->spool_dir, &j) == 0 ?
+		    JOB_SPOOLED : JOB_FAILED) + 1;
+	}
+	call_keys_done(0, c);
+}
+
+static void
+call_summary(struct call *c)
+{
+	struct msg_done	*d = &c->c_cnt;
 
 	d->dn_duration_ms = (now_mono_ns() - c->c_t_begin) / 1000000;
+	strlcpy_n(d->dn_call_sid, c->c_call_sid, sizeof(d->dn_call_sid));
 	strlcpy_n(d->dn_reason, c->c_reason, sizeof(d->dn_reason));
 	log_info("call ended: reason=%s duration_ms=%llu frames_in=%llu "
 	    "frames_out=%llu dropped=%llu bad=%llu pongs=%llu clears=%llu",
@@ -429,7 +692,4 @@ call_finish(struct call *c)
 	    (unsigned long long)d->dn_bad_messages,
 	    (unsigned long long)d->dn_pongs,
 	    (unsigned long long)d->dn_clears);
-	bridge_free(c);
-	close(c->c_fd);
-	worker_finish(d);
 }

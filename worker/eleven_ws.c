@@ -35,17 +35,6 @@ static const struct ws_cb el_cb = {
 	el_on_text, el_on_close, el_on_done, el_on_open
 };
 
-/* Until prompts are rendered from the person's profile. */
-static const char el_fallback_prompt[] =
-    "You are nAIber, a warm and patient companion who telephones older "
-    "people for a friendly chat. Speak slowly and clearly, in short "
-    "sentences, and let the person finish before you answer. Never give "
-    "medical advice. If the person mentions a fall, chest pain, trouble "
-    "breathing or thoughts of harming themselves, tell them calmly to "
-    "call their local emergency number now, and stay with them.";
-static const char el_fallback_first[] =
-    "Hello, this is nAIber calling for a friendly chat. How are you "
-    "today?";
 
 int
 eleven_start(struct call *c)
@@ -125,18 +114,11 @@ el_init_message(struct call *c)
 {
 	const struct config	*cf = wk.wk_cf;
 	json_t			*o, *ov, *agent, *tts = NULL, *extra;
-	char			*s, *prompt;
-	size_t			 n;
+	char			*s;
 
-	n = strlen(el_fallback_prompt) + 256;
-	if ((prompt = malloc(n)) == NULL)
-		return NULL;
-	/* The LLM service parses these two lines; they come first. */
-	snprintf(prompt, n, "User ID: %s\nPhone: %s\n\n%s", "unknown",
-	    c->c_phone[0] ? c->c_phone : "unknown", el_fallback_prompt);
-	agent = json_pack("{s:{s:s}, s:s}", "prompt", "prompt", prompt,
-	    "first_message", el_fallback_first);
-	free(prompt);
+	/* The system prompt begins with the User ID / Phone lines. */
+	agent = json_pack("{s:{s:s}, s:s}", "prompt", "prompt", c->c_system,
+	    "first_message", c->c_first);
 	if (agent == NULL)
 		return NULL;
 	if (cf->elevenlabs_language != NULL)
@@ -146,10 +128,12 @@ el_init_message(struct call *c)
 	if (ov != NULL && cf->elevenlabs_voice_id != NULL &&
 	    (tts = json_pack("{s:s}", "voice_id", cf->elevenlabs_voice_id)))
 		json_object_set_new(ov, "tts", tts);
-	extra = json_pack("{s:s}", "call_type", c->c_call_type);
-	o = json_pack("{s:s, s:o, s:o}", "type",
+	extra = json_pack("{s:s, s:s}", "naiber_user_id", c->c_user_id,
+	    "call_type", c->c_call_type);
+	o = json_pack("{s:s, s:o, s:o, s:s}", "type",
 	    "conversation_initiation_client_data",
-	    "conversation_config_override", ov, "custom_llm_extra_body", extra);
+	    "conversation_config_override", ov, "custom_llm_extra_body", extra,
+	    "user_id", c->c_user_id);
 	if (o == NULL)
 		return NULL;
 	s = json_dumps(o, JSON_COMPACT);
@@ -161,17 +145,32 @@ static void
 el_on_open(void *arg)
 {
 	struct call	*c = arg;
+
+	c->c_el_state = EL_OPEN;
+	log_debug("elevenlabs: connected");
+	call_try_init(c);
+}
+
+/* Once connected, with the system prompt and the first message. */
+int
+eleven_send_init(struct call *c)
+{
 	char		*msg;
 
+	if (c->c_el_state != EL_OPEN)
+		return -1;
 	if ((msg = el_init_message(c)) == NULL ||
 	    ws_send_text(c->c_el, msg, strlen(msg)) == -1) {
 		free(msg);
 		el_fail(c, "cannot send the init message");
-		return;
+		return -1;
 	}
-	log_info("elevenlabs: connected, init sent (%zu bytes)", strlen(msg));
+	log_info("elevenlabs: init sent (%zu bytes, %llu ms after start)",
+	    strlen(msg), (unsigned long long)((now_mono_ns() -
+	    c->c_t_started) / 1000000));
 	free(msg);
 	c->c_el_state = EL_WAIT_META;
+	return 0;
 }
 
 static void

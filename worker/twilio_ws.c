@@ -148,6 +148,7 @@ tw_start(struct call *c, struct tw_event *ev)
 	strlcpy_n(c->c_call_type, type, sizeof(c->c_call_type));
 	log_setcall(c->c_call_sid, NULL);
 	c->c_t_started = now_mono_ns();
+	c->c_t_started_ms = now_real_ms();
 	log_info("stream started: streamSid=%s type=%s format=%s/%ld",
 	    c->c_stream_sid, c->c_call_type, ev->te_encoding[0] ?
 	    ev->te_encoding : "?", ev->te_rate);

@@ -138,6 +138,11 @@ worker_chan(int fd, short ev, void *arg)
 		wk.wk_ref = m->cm_hdr.mh_ref;
 		switch (m->cm_hdr.mh_type) {
 		case MSG_HANDOFF:
+			if (wk.wk_preparing) {
+				log_warnx("HANDOFF while preparing: refused");
+				close(m->cm_fd);
+				break;
+			}
 			worker_handoff(m);
 			break;
 		case MSG_DRAIN:
@@ -146,10 +151,13 @@ worker_chan(int fd, short ev, void *arg)
 			wk.wk_draining = 1;
 			break;
 		case MSG_PREPARE:
-			/* This build prepares nothing ahead of a call. */
-			log_info("PREPARE for %s: no first message to prepare",
-			    m->cm_u.prepare.pr_call_sid);
-			_exit(0);
+			if (wk.wk_call != NULL || wk.wk_preparing) {
+				log_warnx("PREPARE while busy: ignored");
+				break;
+			}
+			wk.wk_preparing = 1;
+			prepare_start(m->cm_u.prepare.pr_call_sid);
+			break;
 		default:
 			log_warnx("unexpected %s from the supervisor",
 			    chan_type_name(m->cm_hdr.mh_type));

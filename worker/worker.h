@@ -24,6 +24,7 @@ struct wk {
 	int			 wk_chan;
 	uint32_t		 wk_ref;
 	int			 wk_draining;
+	int			 wk_preparing;
 	struct call		*wk_call;
 	struct rds		*wk_rds;
 	struct evcurl		*wk_ec;
@@ -110,6 +111,7 @@ enum el_state {
 	EL_IDLE,
 	EL_URL,			/* fetching the signed URL */
 	EL_CONNECTING,		/* TLS + upgrade */
+	EL_OPEN,		/* waiting for prompt and first message */
 	EL_WAIT_META,		/* init sent, waiting for metadata */
 	EL_READY,		/* bridging */
 	EL_CLOSING,
@@ -117,8 +119,37 @@ enum el_state {
 };
 
 int	eleven_start(struct call *);
+int	eleven_send_init(struct call *);
 void	eleven_close(struct call *, uint16_t);
 int	eleven_send_audio(struct call *, const char *, size_t);
+
+/* prepare.c - prompt variables, system prompt, first message, PREPARE */
+#include "prompt.h"
+#include "profile.h"
+
+#define PROFILE_TIMEOUT_MS	3000
+
+struct persona {
+	struct prompt_var	pe_vars[16];
+	size_t			pe_n;
+	int			pe_first_call;
+	int			pe_health;
+	char			pe_age[16];
+	char			pe_interests[2048];
+	char			pe_dislikes[2048];
+	char			pe_recent[8192];
+	char			pe_conditions[2048];
+	char			pe_meds[2048];
+};
+
+void		 persona_build(struct persona *, const struct profile *,
+		    const char *, const char *);
+const char	*persona_value(const struct persona *, const char *);
+char		*persona_system(const struct persona *, const char *);
+char		*persona_first_template(const struct persona *);
+int		 persona_openai(const struct persona *,
+		    void (*)(char *, void *), void *);
+void		 prepare_start(const char *);
 
 /* bridge.c - audio both ways */
 void	bridge_caller_audio(struct call *, const char *, size_t);
@@ -165,6 +196,20 @@ struct call {
 	char		 c_mark[32];
 	struct event	*c_t_mark;
 	int		 c_rest_pending;
+	/* the person and the post-call steps */
+	char		 c_user_id[64];
+	int		 c_is_first_call;
+	uint64_t	 c_t_started_ms;	/* wall clock at start */
+	int		 c_session_written;
+	int		 c_finishing;
+	struct event	*c_t_post;	/* bound on the post-call steps */
+	struct profile	*c_profile;
+	struct persona	 c_pe;
+	char		*c_system;	/* rendered system prompt */
+	char		*c_first;	/* first message, prepared or not */
+	int		 c_first_ready;
+	uint64_t	 c_t_bound;	/* monotonic ns */
+	struct event	*c_t_first;	/* polling for a prepared message */
 	uint64_t	 c_t_begin;	/* monotonic ns at handoff */
 	uint64_t	 c_t_handoff;
 	char		 c_call_sid[64];
@@ -188,5 +233,6 @@ void		 call_el_closed(struct call *, int, const char *);
 void		 call_el_done(struct call *);
 void		 call_agent_hangup(struct call *, const char *);
 void		 call_apologise(struct call *, const char *);
+void		 call_try_init(struct call *);
 
 #endif
