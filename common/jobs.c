@@ -83,6 +83,7 @@ struct jobs_replay {
 	struct rds	*rp_rds;
 	char		 rp_prefix[JOBS_PREFIX_MAX + 1];
 	char		 rp_dir[PATH_MAX];
+	int		 rp_dfd;		/* rp_dir, while names remain */
 	char		**rp_names;
 	size_t		 rp_n;
 	size_t		 rp_next;
@@ -125,9 +126,8 @@ static int	spool_read(int, const char *, struct job *, char *, size_t,
 static int	replay_scan(struct jobs_replay *);
 static int	replay_cmp(const void *, const void *);
 static int	replay_next(struct jobs_replay *);
-static int	replay_one(struct jobs_replay *, int, const char *);
-static void	replay_bad(struct jobs_replay *, int, const char *,
-		    const char *);
+static int	replay_one(struct jobs_replay *, const char *);
+static void	replay_bad(struct jobs_replay *, const char *, const char *);
 static void	replay_job_done(enum job_outcome, const char *, void *);
 static void	replay_pinged(const redisReply *, const char *, void *);
 static void	replay_end(struct jobs_replay *);
@@ -142,6 +142,8 @@ static void	replay_free(struct jobs_replay *);
  * Delayed jobs only: a Worker promotes them into wait, or into paused
  * while meta.paused is set (BullMQ's own delayed add does not look at
  * paused either).  TIME needs effects replication (default since 5.0).
+ * Every key is checked before the first write, so an error reply never
+ * leaves a dedup key behind without its job.
  */
 static const char jobs_script[] =
 "if redis.replicate_commands then redis.replicate_commands() end\n"
@@ -153,15 +155,30 @@ static const char jobs_script[] =
 "if not delay or delay <= 0 or not dettl or not maxEvents then\n"
 "  return redis.error_reply('ERR naiberd jobs: bad arguments')\n"
 "end\n"
+"local function bad(k, want)\n"
+"  local t = rcall('TYPE', k)['ok']\n"
+"  return t ~= 'none' and t ~= want\n"
+"end\n"
+"local refusal = 'ERR naiberd jobs: a queue key holds something else '\n"
+"  .. 'than BullMQ puts there'\n"
+"if bad(KEYS[1], 'string') or bad(KEYS[2], 'hash') or\n"
+"    bad(KEYS[3], 'stream') or bad(KEYS[4], 'zset') or\n"
+"    bad(KEYS[5], 'zset') or bad(KEYS[6], 'string') then\n"
+"  return redis.error_reply(refusal)\n"
+"end\n"
+"local last = rcall('GET', KEYS[1])\n"
+"if last and not string.match(last, '^%d+$') then\n"
+"  return redis.error_reply(refusal)\n"
+"end\n"
 "local t = rcall('TIME')\n"
 "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 "if rcall('EXISTS', KEYS[2]) == 0 then\n"
 "  rcall('HSET', KEYS[2], 'opts.maxLenEvents', maxEvents)\n"
 "else\n"
-"  maxEvents = tonumber(rcall('HGET', KEYS[2], 'opts.maxLenEvents'))\n"
-"    or maxEvents\n"
+"  local m = rcall('HGET', KEYS[2], 'opts.maxLenEvents')\n"
+"  if m and string.match(m, '^%d+$') then maxEvents = tonumber(m) end\n"
 "end\n"
-"local id = (tonumber(rcall('GET', KEYS[1])) or 0) + 1\n"
+"local id = (tonumber(last) or 0) + 1\n"
 "if not rcall('SET', KEYS[6], id, 'PX', dettl, 'NX') then\n"
 "  local cur = rcall('GET', KEYS[6])\n"
 "  rcall('XADD', KEYS[3], 'MAXLEN', '~', maxEvents, '*', 'event',\n"
@@ -830,11 +847,15 @@ jobs_replay(struct rds *r, const char *prefix, const char *dir,
 		return -1;
 	}
 	rp->rp_rds = r;
+	rp->rp_dfd = -1;
 	snprintf(rp->rp_prefix, sizeof(rp->rp_prefix), "%s", prefix);
 	snprintf(rp->rp_dir, sizeof(rp->rp_dir), "%s", dir);
 	rp->rp_cb = cb;
 	rp->rp_arg = arg;
-	if (replay_scan(rp) == -1) {
+	if (replay_scan(rp) == -1 || (rp->rp_n > 0 && (rp->rp_dfd =
+	    open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)) {
+		if (rp->rp_n > 0 && rp->rp_dfd == -1)
+			log_warn("jobs: replay: %s", dir);
 		replay_free(rp);
 		return -1;
 	}
@@ -909,20 +930,13 @@ static int
 replay_next(struct jobs_replay *rp)
 {
 	const char	*argv[1] = { "PING" };
-	int		 dfd, rc = 1;
+	int		 rc = 1;
 
-	dfd = open(rp->rp_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd == -1 && rp->rp_next < rp->rp_n) {
-		log_warn("jobs: replay: %s", rp->rp_dir);
-		rc = -1;
-	}
 	while (rc == 1 && rp->rp_next < rp->rp_n) {
-		rc = replay_one(rp, dfd, rp->rp_names[rp->rp_next]);
+		rc = replay_one(rp, rp->rp_names[rp->rp_next]);
 		if (rc != -1)
 			rp->rp_next++;
 	}
-	if (dfd != -1)
-		close(dfd);
 	if (rc == 0)
 		return 0;
 	if (rp->rp_starting) {
@@ -938,7 +952,7 @@ replay_next(struct jobs_replay *rp)
 
 /* 0 sent, 1 skipped (corrupt or unreadable), -1 Redis refused. */
 static int
-replay_one(struct jobs_replay *rp, int dfd, const char *name)
+replay_one(struct jobs_replay *rp, const char *name)
 {
 	struct jobs_req	*q;
 	struct job	 j;
@@ -946,9 +960,9 @@ replay_one(struct jobs_replay *rp, int dfd, const char *name)
 	const char	*why = NULL;
 	int		 rc;
 
-	if ((rc = spool_read(dfd, name, &j, prefix, sizeof(prefix),
+	if ((rc = spool_read(rp->rp_dfd, name, &j, prefix, sizeof(prefix),
 	    &why)) == 1) {
-		replay_bad(rp, dfd, name, why);
+		replay_bad(rp, name, why);
 		return 1;
 	}
 	if (rc == -1) {
@@ -973,19 +987,18 @@ replay_one(struct jobs_replay *rp, int dfd, const char *name)
 }
 
 static void
-replay_bad(struct jobs_replay *rp, int dfd, const char *name,
-    const char *why)
+replay_bad(struct jobs_replay *rp, const char *name, const char *why)
 {
 	char	bad[NAME_MAX + 1];
 
 	if ((size_t)snprintf(bad, sizeof(bad), "%s.bad", name) >=
-	    sizeof(bad) || renameat(dfd, name, dfd, bad) == -1) {
+	    sizeof(bad) || renameat(rp->rp_dfd, name, rp->rp_dfd, bad) == -1) {
 		log_warn("jobs: replay: corrupt spool file %s/%s (%s) "
 		    "could not be renamed", rp->rp_dir, name, why);
 		rp->rp_unread++;
 		return;
 	}
-	(void)fsync(dfd);
+	(void)fsync(rp->rp_dfd);
 	log_warnx("jobs: replay: corrupt spool file %s/%s (%s): renamed "
 	    "%s", rp->rp_dir, name, why, bad);
 }
@@ -995,7 +1008,6 @@ replay_job_done(enum job_outcome o, const char *id, void *arg)
 {
 	struct jobs_replay	*rp = arg;
 	const char		*name = rp->rp_names[rp->rp_next - 1];
-	char			 path[PATH_MAX * 2];
 
 	if (o != JOB_ADDED && o != JOB_DUPLICATE) {
 		log_warnx("jobs: replay: stopped at %s/%s: Redis did not take "
@@ -1004,12 +1016,11 @@ replay_job_done(enum job_outcome o, const char *id, void *arg)
 		replay_end(rp);
 		return;
 	}
-	snprintf(path, sizeof(path), "%s/%s", rp->rp_dir, name);
-	if (unlink(path) == -1 && errno != ENOENT)
-		log_warn("jobs: replay: job %s queued, but %s stays", id,
-		    path);
+	if (unlinkat(rp->rp_dfd, name, 0) == -1 && errno != ENOENT)
+		log_warn("jobs: replay: job %s queued, but %s/%s stays", id,
+		    rp->rp_dir, name);
 	rp->rp_done++;
-	log_info("jobs: replay: %s -> job %s%s", name, id,
+	log_debug("jobs: replay: %s -> job %s%s", name, id,
 	    o == JOB_DUPLICATE ? " (already queued)" : "");
 	(void)replay_next(rp);
 }
@@ -1041,5 +1052,7 @@ replay_free(struct jobs_replay *rp)
 	for (i = 0; i < rp->rp_n; i++)
 		free(rp->rp_names[i]);
 	free(rp->rp_names);
+	if (rp->rp_dfd != -1)
+		close(rp->rp_dfd);
 	free(rp);
 }

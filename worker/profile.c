@@ -537,8 +537,10 @@ pl_result(struct pl_load *pl, struct profile **pp, const char **why)
 		log_warnx("profile: unexpected result");
 		return PROFILE_ERROR;
 	}
-	if (PQntuples(res) == 0)
+	if (PQntuples(res) == 0) {
+		*why = "no person with that phone";
 		return PROFILE_UNKNOWN;
+	}
 	if (PQntuples(res) > 1) {
 		log_warnx("profile: phone matches more than one person");
 		*why = "ambiguous phone";

@@ -1,0 +1,127 @@
+#!/bin/sh
+# pg.sh - a throwaway PostgreSQL for tests, never the system service.
+#
+# Source it and call the functions, or run it with the function name:
+#
+#   . tests/lib/pg.sh; pg_start DIR PORT; pg_psql PORT 'SELECT 1'; pg_stop DIR
+#   sh tests/lib/pg.sh start DIR PORT    (also: stop DIR, psql PORT [SQL])
+#
+# pg_start DIR PORT  initdb in DIR/data (once; a second start reuses it) and
+#		     start a server listening only on 127.0.0.1:PORT, its
+#		     unix socket in DIR, trust auth, fsync off, log in
+#		     DIR/postgres.log; returns once it accepts connections.
+#		     initdb and postgres refuse root: as root DIR is handed to
+#		     the "postgres" user (PG_USER) and both run as that user.
+# pg_stop DIR	     stop it (immediate: the data is throwaway); DIR is kept.
+# pg_psql PORT [SQL] run SQL (or stdin) as superuser "postgres" in database
+#		     PG_DB (default "postgres"); stops at the first error;
+#		     unaligned, tuples only, so `$(pg_psql P 'SELECT 1')` is 1.
+#
+# PG_BINDIR overrides the server binaries (default: newest
+# /usr/lib/postgresql/*/bin).  The URL is
+# postgres://postgres@127.0.0.1:PORT/postgres.
+
+pg_bindir() {
+	if [ -n "${PG_BINDIR:-}" ]; then
+		printf '%s\n' "$PG_BINDIR"
+		return 0
+	fi
+	for _d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null |
+	    sort -t/ -k5 -n); do
+		_pg_last=$_d
+	done
+	if [ -z "${_pg_last:-}" ]; then
+		echo "pg.sh: no PostgreSQL server binaries (set PG_BINDIR)" >&2
+		return 1
+	fi
+	printf '%s\n' "$_pg_last"
+}
+
+# Runs "$@" as the server's user when we are root, in DIR ($1) so a cwd
+# the user cannot read (/root) does not matter.
+_pg_as() {
+	_pg_cwd=$1
+	shift
+	if [ "$(id -u)" -eq 0 ]; then
+		(cd "$_pg_cwd" && runuser -u "${PG_USER:-postgres}" -- "$@")
+	else
+		(cd "$_pg_cwd" && "$@")
+	fi
+}
+
+pg_start() {
+	if [ $# -ne 2 ]; then
+		echo "usage: pg_start DIR PORT" >&2
+		return 2
+	fi
+	_pg_dir=$1
+	_pg_port=$2
+	_pg_bin=$(pg_bindir) || return 1
+	mkdir -p "$_pg_dir" || return 1
+	if [ "$(id -u)" -eq 0 ]; then
+		chown "${PG_USER:-postgres}" "$_pg_dir" || return 1
+	fi
+	chmod 0700 "$_pg_dir" || return 1
+	if [ ! -f "$_pg_dir/data/PG_VERSION" ]; then
+		_pg_as "$_pg_dir" "$_pg_bin/initdb" -D "$_pg_dir/data" \
+		    -U postgres -A trust -E UTF8 --locale=C --no-sync \
+		    >"$_pg_dir/initdb.log" 2>&1 || {
+			echo "pg.sh: initdb failed:" >&2
+			tail -n 20 "$_pg_dir/initdb.log" >&2
+			return 1
+		}
+	fi
+	_pg_as "$_pg_dir" "$_pg_bin/pg_ctl" -D "$_pg_dir/data" -w -t 30 \
+	    -l "$_pg_dir/postgres.log" -o "-c listen_addresses=127.0.0.1 \
+	    -c port=$_pg_port -c unix_socket_directories=$_pg_dir \
+	    -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+	    -c max_connections=50 -c shared_buffers=16MB \
+	    -c logging_collector=off" start >/dev/null 2>&1 || {
+		echo "pg.sh: server did not start on port $_pg_port:" >&2
+		tail -n 20 "$_pg_dir/postgres.log" >&2
+		return 1
+	}
+}
+
+pg_stop() {
+	if [ $# -ne 1 ]; then
+		echo "usage: pg_stop DIR" >&2
+		return 2
+	fi
+	[ -f "$1/data/postmaster.pid" ] || return 0
+	_pg_bin=$(pg_bindir) || return 1
+	_pg_as "$1" "$_pg_bin/pg_ctl" -D "$1/data" -m immediate -w -t 30 \
+	    stop >/dev/null 2>&1
+}
+
+pg_psql() {
+	if [ $# -lt 1 ] || [ $# -gt 2 ]; then
+		echo "usage: pg_psql PORT [SQL]" >&2
+		return 2
+	fi
+	if [ $# -eq 2 ]; then
+		PGCONNECT_TIMEOUT=5 psql -X -q -A -t -v ON_ERROR_STOP=1 \
+		    -h 127.0.0.1 -p "$1" -U postgres -d "${PG_DB:-postgres}" \
+		    -c "$2"
+	else
+		PGCONNECT_TIMEOUT=5 psql -X -q -A -t -v ON_ERROR_STOP=1 \
+		    -h 127.0.0.1 -p "$1" -U postgres -d "${PG_DB:-postgres}" \
+		    -f -
+	fi
+}
+
+# Run as a command: `sh pg.sh start DIR PORT`.  Sourced, $0 is the
+# sourcing shell's (or pg.sh, with its own $1, under sh -c); only a known
+# command name in $1 dispatches, so sourcing never runs anything.
+case ${0##*/}:${1:-} in
+pg.sh:start|pg.sh:stop|pg.sh:psql|pg.sh:pg_start|pg.sh:pg_stop|pg.sh:pg_psql)
+	_pg_cmd=${1#pg_}
+	shift
+	"pg_$_pg_cmd" "$@"
+	exit $?
+	;;
+pg.sh:|pg.sh:-h|pg.sh:--help)
+	echo "usage: pg.sh start DIR PORT | stop DIR | psql PORT [SQL]" >&2
+	exit 2
+	;;
+esac
