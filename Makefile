@@ -42,7 +42,7 @@ UCFLAGS	 = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 $(SAN) \
 ULIBS	 = $(PKG_LIBS) -lcmocka -lwslay -lhttp_parser -lm
 UNITS	 = test_channel test_config test_httphead test_twilio_sig \
 	   test_twilio_event test_util test_router test_evcurl test_redis \
-	   test_twilio_rest test_transcode test_prompt
+	   test_twilio_rest test_transcode test_prompt test_profile
 
 DEB_PKGS = build-essential pkg-config libevent-dev libwslay-dev \
 	   libjansson-dev libssl-dev libhttp-parser-dev libcmocka-dev \
@@ -91,6 +91,8 @@ $(B)/test/test_twilio_sig: tests/unit/test_twilio_sig.c common/twilio.c
 $(B)/test/test_twilio_event: tests/unit/test_twilio_event.c \
 	worker/twilio_event.c common/util.c
 $(B)/test/test_util: tests/unit/test_util.c common/util.c
+$(B)/test/test_profile: tests/unit/test_profile.c worker/profile.c \
+	common/log.c common/util.c
 $(B)/test/test_prompt: tests/unit/test_prompt.c common/prompt.c
 $(B)/test/test_transcode: tests/unit/test_transcode.c worker/transcode.c
 $(B)/test/test_evcurl: tests/unit/test_evcurl.c common/evcurl.c

@@ -286,8 +286,9 @@ pl_options(const char *theirs, long timeout_ms, const char *schema)
 }
 
 /*
- * XXX libpq resolves a host name with a blocking getaddrinfo() inside
- * PQconnectStartParams(); use an address or a name in /etc/hosts.
+ * XXX libpq resolves host names with a blocking getaddrinfo() (inside
+ * PQconnectStartParams() and PQconnectPoll()); use an address or a name
+ * in /etc/hosts.  Doing better needs an evdns base and hostaddr=.
  * 0 if pl_conn exists (pl_early set if it already failed), -1 if not.
  */
 static int
