@@ -23,11 +23,12 @@ B	 = build
 COMMON	 = common/log.c common/util.c common/config.c common/channel.c \
 	   common/httphead.c common/twilio.c common/twilio_rest.c \
 	   common/evcurl.c common/redis.c common/tls.c common/session.c \
-	   common/jobs.c common/prompt.c
+	   common/jobs.c common/prompt.c common/pgurl.c
 SUPERV	 = supervisor/main.c supervisor/supervisor.c supervisor/listener.c \
 	   supervisor/router.c supervisor/api_ops.c supervisor/pool.c \
 	   supervisor/metrics.c supervisor/api_call.c supervisor/api_twilio.c \
-	   supervisor/placed.c supervisor/ngrok.c supervisor/orphan.c
+	   supervisor/placed.c supervisor/ngrok.c supervisor/orphan.c \
+	   supervisor/ready.c
 WORKER	 = worker/worker.c worker/call.c worker/ws.c worker/twilio_ws.c \
 	   worker/twilio_event.c worker/eleven_ws.c worker/bridge.c \
 	   worker/transcode.c worker/prepare.c worker/profile.c
@@ -92,7 +93,7 @@ $(B)/test/test_twilio_event: tests/unit/test_twilio_event.c \
 	worker/twilio_event.c common/util.c
 $(B)/test/test_util: tests/unit/test_util.c common/util.c
 $(B)/test/test_profile: tests/unit/test_profile.c worker/profile.c \
-	common/log.c common/util.c
+	common/log.c common/util.c common/pgurl.c
 $(B)/test/test_prompt: tests/unit/test_prompt.c common/prompt.c
 $(B)/test/test_transcode: tests/unit/test_transcode.c worker/transcode.c
 $(B)/test/test_evcurl: tests/unit/test_evcurl.c common/evcurl.c

@@ -33,7 +33,8 @@
  *   arguments are unusable (a field that is not a short, control-free
  *   string, an unknown call type, a bad prefix).  Otherwise cb runs
  *   exactly once: later, from the Redis reply, or before jobs_enqueue()
- *   returns when Redis refuses the command at once (not connected).
+ *   returns when Redis refuses the command at once (not connected, or
+ *   a NULL rds).
  *   cb's string is the BullMQ job id (ADDED, DUPLICATE), the spool file
  *   (SPOOLED) or NULL (FAILED).  A job whose command rds_free() drops is
  *   lost and cb never runs: free the rds only after every cb.
@@ -89,7 +90,7 @@ struct jobs_replay {
 	size_t		 rp_next;
 	unsigned	 rp_done;
 	unsigned	 rp_more;		/* .job files past the bound */
-	unsigned	 rp_unread;		/* files that could not be read */
+	unsigned	 rp_unread;		/* files not readable now */
 	int		 rp_starting;		/* inside jobs_replay() */
 	void		(*rp_cb)(unsigned, unsigned, void *);
 	void		*rp_arg;

@@ -49,6 +49,28 @@ usage(FILE *fp)
 	fprintf(fp, "\n");
 }
 
+/*
+ * Hidden --dump-options: the option table, one line per key, for the
+ * man-page check: key TAB env TAB type TAB default TAB flags.
+ */
+static void
+dump_options(void)
+{
+	static const char *const types[] = { "string", "integer", "boolean",
+	    "url", "choice" };
+	size_t	i;
+
+	for (i = 0; i < config_nopts; i++) {
+		const struct opt *o = &config_opts[i];
+		printf("%s\t%s\t%s\t%s\t%s%s%s%s\n", o->o_key,
+		    o->o_env ? o->o_env : "-", types[o->o_type],
+		    o->o_def ? o->o_def : "-",
+		    o->o_flags & OF_SECRET ? "secret," : "",
+		    o->o_flags & OF_NORELOAD ? "noreload," : "",
+		    o->o_flags & OF_REQUIRED ? "required," : "", "-");
+	}
+}
+
 static int
 parse_args(int argc, char **argv, const char **cfpath, int *must_exist,
     int *test, int *daemon_mode)
@@ -73,6 +95,11 @@ parse_args(int argc, char **argv, const char **cfpath, int *must_exist,
 		}
 	}
 	sopts[ns] = '\0';
+	lopts[nl].name = "dump-options";
+	lopts[nl].has_arg = no_argument;
+	lopts[nl].flag = NULL;
+	lopts[nl].val = 999;
+	nl++;
 	memset(&lopts[nl], 0, sizeof(lopts[nl]));
 	while ((ch = getopt_long(argc, argv, sopts, lopts, &li)) != -1) {
 		switch (ch) {
@@ -94,6 +121,9 @@ parse_args(int argc, char **argv, const char **cfpath, int *must_exist,
 			break;
 		case 'V':
 			printf("naiberd %s\n", NAIBER_VERSION);
+			exit(0);
+		case 999:
+			dump_options();
 			exit(0);
 		default:
 			k = ch >= 1000 ? ch - 1000 : config_find_short(ch);

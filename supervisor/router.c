@@ -28,6 +28,7 @@ struct route {
 
 static const struct route routes[] = {
 	{ "GET", "/health", RA_NONE, api_health },
+	{ "GET", "/ready", RA_NONE, api_ready },
 	{ "GET", "/metrics", RA_TOKEN, api_metrics },
 	{ "GET", "/sessions", RA_TOKEN, api_sessions },
 	{ "POST", "/call", RA_TOKEN, api_call },

@@ -96,6 +96,9 @@ void	api_health(struct conn *, struct hhead *);
 void	api_metrics(struct conn *, struct hhead *);
 void	api_sessions(struct conn *, struct hhead *);
 
+/* ready.c */
+void	api_ready(struct conn *, struct hhead *);
+
 /* api_call.c */
 void	api_call(struct conn *, struct hhead *);
 void	api_call_health(struct conn *, struct hhead *);

@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "util.h"
+#include "pgurl.h"
 #include "profile.h"
 
 #define PL_ID_MAX	256	/* bytes; a longer id is refused, not cut */
@@ -59,8 +60,6 @@ struct pl_load {
 	uint64_t		 pl_t0;
 };
 
-static char	*pl_url_clean(const char *, char *, size_t);
-static void	 pl_schema(const char *, size_t, char *, size_t);
 static char	*pl_options(const char *, long, const char *);
 static int	 pl_connect_start(struct pl_load *, const char *);
 static void	 pl_connect_params(struct pl_load *, const char *,
@@ -126,12 +125,6 @@ static const char pl_sql[] =
     "   ORDER BY m.\"name\" LIMIT 32) t)"
     " FROM \"users\" u WHERE u.\"phone\" = $1 LIMIT 2";
 
-/* Query parameters Prisma accepts in DATABASE_URL and libpq refuses. */
-static const char *const pl_prisma_params[] = {
-	"schema", "connection_limit", "pool_timeout", "pgbouncer",
-	"statement_cache_size", "socket_timeout", "sslaccept", "sslidentity",
-	"max_connection_lifetime", "max_idle_connection_lifetime", NULL
-};
 
 int
 profile_load(struct event_base *base, const char *url, const char *phone,
@@ -207,66 +200,6 @@ profile_free(struct profile *p)
 	free(p);
 }
 
-/*
- * A copy of url without the query parameters only Prisma knows, so the
- * original's DATABASE_URL works unchanged; Prisma's "schema" goes into
- * schema (empty if absent or not a plain identifier).  NULL if out of
- * memory.  The copy holds the password: the caller wipes it.
- */
-static char *
-pl_url_clean(const char *url, char *schema, size_t schemasz)
-{
-	char	*out, *q, *p, *next, *w;
-	size_t	 len, klen;
-	int	 k;
-
-	schema[0] = '\0';
-	if ((out = strdup(url)) == NULL)
-		return NULL;
-	if ((strncmp(out, "postgres://", 11) != 0 &&
-	    strncmp(out, "postgresql://", 13) != 0) ||
-	    (q = strchr(out, '?')) == NULL)
-		return out;
-	/* w never passes p: the kept parameters move left in place. */
-	for (p = w = q + 1; *p != '\0'; p = next) {
-		len = strcspn(p, "&");
-		next = p[len] == '&' ? p + len + 1 : p + len;
-		klen = strcspn(p, "=&");
-		for (k = 0; pl_prisma_params[k] != NULL; k++)
-			if (strlen(pl_prisma_params[k]) == klen &&
-			    strncmp(p, pl_prisma_params[k], klen) == 0)
-				break;
-		if (k == 0)
-			pl_schema(p + klen, len - klen, schema, schemasz);
-		if (pl_prisma_params[k] != NULL || len == 0)
-			continue;
-		if (w != q + 1)
-			*w++ = '&';
-		memmove(w, p, len);
-		w += len;
-	}
-	*w = '\0';
-	if (w == q + 1)
-		*q = '\0';
-	return out;
-}
-
-/* v is "=value" (len bytes) of Prisma's schema parameter. */
-static void
-pl_schema(const char *v, size_t len, char *schema, size_t schemasz)
-{
-	static const char	ident[] = "abcdefghijklmnopqrstuvwxyz"
-				    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
-
-	if (len >= 2 && len - 1 < schemasz && v[0] == '=' &&
-	    strspn(v + 1, ident) >= len - 1) {
-		memcpy(schema, v + 1, len - 1);
-		schema[len - 1] = '\0';
-	} else
-		log_warnx("profile: DATABASE_URL schema ignored: "
-		    "not a plain identifier");
-}
-
 /* theirs (the URL's own options, may be NULL) plus ours; NULL if no memory. */
 static char *
 pl_options(const char *theirs, long timeout_ms, const char *schema)
@@ -299,7 +232,7 @@ pl_connect_start(struct pl_load *pl, const char *url)
 	char			 schema[64];
 	const char		*theirs = NULL;
 
-	if ((clean = pl_url_clean(url, schema, sizeof(schema))) == NULL) {
+	if ((clean = pgurl_clean(url, schema, sizeof(schema))) == NULL) {
 		log_warnx("profile: out of memory");
 		return -1;
 	}

@@ -38,6 +38,8 @@ void api_health(struct conn *c, struct hhead *h) { (void)c, (void)h;
 	handled = 1; last_status = 200; }
 void api_metrics(struct conn *c, struct hhead *h) { (void)c, (void)h;
 	handled = 2; last_status = 200; }
+void api_ready(struct conn *c, struct hhead *h) { (void)c, (void)h;
+	handled = 8; last_status = 200; }
 void api_sessions(struct conn *c, struct hhead *h) { (void)c, (void)h;
 	handled = 3; last_status = 200; }
 void api_call(struct conn *c, struct hhead *h) { (void)c, (void)h;
