@@ -31,7 +31,8 @@ SUPERV	 = supervisor/main.c supervisor/supervisor.c supervisor/listener.c \
 	   supervisor/ready.c
 WORKER	 = worker/worker.c worker/call.c worker/ws.c worker/twilio_ws.c \
 	   worker/twilio_event.c worker/eleven_ws.c worker/bridge.c \
-	   worker/transcode.c worker/prepare.c worker/profile.c
+	   worker/transcode.c worker/prepare.c worker/profile.c \
+	   worker/eleven_event.c
 SRCS	 = $(COMMON) $(SUPERV) $(WORKER)
 OBJS	 = $(SRCS:%.c=$(B)/%.o)
 
@@ -43,7 +44,8 @@ UCFLAGS	 = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 $(SAN) \
 ULIBS	 = $(PKG_LIBS) -lcmocka -lwslay -lhttp_parser -lm
 UNITS	 = test_channel test_config test_httphead test_twilio_sig \
 	   test_twilio_event test_util test_router test_evcurl test_redis \
-	   test_twilio_rest test_transcode test_prompt test_profile
+	   test_twilio_rest test_transcode test_prompt test_profile test_jobs \
+	   test_eleven_event
 
 DEB_PKGS = build-essential pkg-config libevent-dev libwslay-dev \
 	   libjansson-dev libssl-dev libhttp-parser-dev libcmocka-dev \
@@ -82,6 +84,8 @@ deps:
 	    apt-get install -y --no-install-recommends $$missing; \
 	else echo "all Debian packages present"; fi
 	cd tests/peers && npm ci --no-audit --no-fund
+	cd tests/peers/bullmq5 && npm ci --no-audit --no-fund
+	cd tests/peers/bullmq6 && npm ci --no-audit --no-fund
 
 # --- tests ------------------------------------------------------------
 
@@ -94,6 +98,10 @@ $(B)/test/test_twilio_event: tests/unit/test_twilio_event.c \
 $(B)/test/test_util: tests/unit/test_util.c common/util.c
 $(B)/test/test_profile: tests/unit/test_profile.c worker/profile.c \
 	common/log.c common/util.c common/pgurl.c
+$(B)/test/test_jobs: tests/unit/test_jobs.c common/jobs.c common/redis.c \
+	common/log.c common/util.c
+$(B)/test/test_eleven_event: tests/unit/test_eleven_event.c \
+	worker/eleven_event.c common/util.c
 $(B)/test/test_prompt: tests/unit/test_prompt.c common/prompt.c
 $(B)/test/test_transcode: tests/unit/test_transcode.c worker/transcode.c
 $(B)/test/test_evcurl: tests/unit/test_evcurl.c common/evcurl.c
@@ -119,9 +127,14 @@ unit: $(UNITS:%=$(B)/test/%) $(B)/test/sig-vectors.tsv
 	    ASAN_OPTIONS=detect_leaks=1 $(B)/test/$$t || fail=1; \
 	done; exit $$fail
 
-integ: $(B)/naiberd
-	NAIBERD=$(CURDIR)/$(B)/naiberd node --test --test-concurrency=1 \
-	  tests/integ/
+# Test-only driver for the BullMQ test; not sanitized because it is timed.
+$(B)/jobs_cli: tests/unit/jobs_cli.c common/jobs.c common/redis.c \
+	common/log.c common/util.c
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+integ: $(B)/naiberd $(B)/jobs_cli
+	NAIBERD=$(CURDIR)/$(B)/naiberd JOBS_CLI=$(CURDIR)/$(B)/jobs_cli \
+	  node --test --test-concurrency=1 tests/integ/
 
 lint-man:
 	mandoc -Tlint -W warning man/naiberd.8

@@ -29,7 +29,7 @@ static void	el_on_text(void *, const uint8_t *, size_t);
 static void	el_on_close(void *, int, const char *);
 static void	el_on_done(void *);
 static void	el_timer(int, short, void *);
-static void	el_event(struct call *, json_t *, const char *);
+static void	el_event(struct call *, const struct el_event *);
 
 static const struct ws_cb el_cb = {
 	el_on_text, el_on_close, el_on_done, el_on_open
@@ -193,48 +193,34 @@ static void
 el_on_text(void *arg, const uint8_t *data, size_t len)
 {
 	struct call	*c = arg;
-	json_t		*o;
-	const char	*type;
+	struct el_event	 ev;
+	const char	*why;
 
-	if (data == NULL || (o = json_loadb((const char *)data, len, 0,
-	    NULL)) == NULL || !json_is_object(o)) {
-		if (data != NULL)
-			o = NULL;
+	if (eleven_event_parse((const char *)data, len, &ev, &why) == -1) {
 		if (c->c_cnt.dn_bad_messages++ == 0)
-			log_warnx("elevenlabs: dropped a malformed message "
-			    "(further ones are only counted)");
-		json_decref(o);
+			log_warnx("elevenlabs: dropped a malformed message: %s "
+			    "(further ones are only counted)", why);
 		return;
 	}
-	if ((type = json_string_value(json_object_get(o, "type"))) == NULL) {
-		c->c_cnt.dn_bad_messages++;
-		json_decref(o);
-		return;
-	}
-	el_event(c, o, type);
-	json_decref(o);
+	el_event(c, &ev);
+	eleven_event_free(&ev);
 }
 
 static void
-el_metadata(struct call *c, json_t *m)
+el_metadata(struct call *c, const struct el_event *ev)
 {
-	const char	*id, *fin, *fout;
+	const char	*fin = ev->ee_fmt_in[0] ? ev->ee_fmt_in : "ulaw_8000";
+	const char	*fout = ev->ee_fmt_out[0] ? ev->ee_fmt_out : "ulaw_8000";
 
-	id = json_string_value(json_object_get(m, "conversation_id"));
-	fin = json_string_value(json_object_get(m, "user_input_audio_format"));
-	fout = json_string_value(json_object_get(m,
-	    "agent_output_audio_format"));
-	if (c->c_el_state != EL_WAIT_META || id == NULL || id[0] == '\0' ||
-	    strlen(id) >= sizeof(c->c_conv_id)) {
+	if (c->c_el_state != EL_WAIT_META) {
 		c->c_cnt.dn_bad_messages++;
 		return;
 	}
-	strlcpy_n(c->c_conv_id, id, sizeof(c->c_conv_id));
+	strlcpy_n(c->c_conv_id, ev->ee_conv_id, sizeof(c->c_conv_id));
 	log_setcall(NULL, c->c_conv_id);
-	log_info("elevenlabs: conversation %s formats in=%s out=%s", id,
-	    fin ? fin : "ulaw_8000", fout ? fout : "ulaw_8000");
-	if (bridge_formats(c, fin ? fin : "ulaw_8000",
-	    fout ? fout : "ulaw_8000") == -1) {
+	log_info("elevenlabs: conversation %s formats in=%s out=%s",
+	    c->c_conv_id, fin, fout);
+	if (bridge_formats(c, fin, fout) == -1) {
 		log_warnx("elevenlabs: agent audio formats in=%s out=%s are "
 		    "not supported; set both to ulaw_8000 in the agent", fin,
 		    fout);
@@ -246,55 +232,47 @@ el_metadata(struct call *c, json_t *m)
 }
 
 static void
-el_event(struct call *c, json_t *o, const char *type)
+el_event(struct call *c, const struct el_event *ev)
 {
-	json_t		*e;
-	const char	*s;
-	char		 pong[64];
+	char	pong[64];
+	int	n;
 
-	if (strcmp(type, "audio") == 0) {
-		e = json_object_get(o, "audio_event");
-		s = json_string_value(json_object_get(e, "audio_base_64"));
-		if (s == NULL) {
-			c->c_cnt.dn_bad_messages++;
+	switch (ev->ee_type) {
+	case ELE_AUDIO:
+		if (c->c_el_state != EL_READY) {
+			c->c_cnt.dn_frames_dropped++;
 			return;
 		}
-		bridge_agent_audio(c, s, strlen(s), json_integer_value(
-		    json_object_get(e, "event_id")));
-	} else if (strcmp(type, "ping") == 0) {
-		e = json_object_get(json_object_get(o, "ping_event"),
-		    "event_id");
-		if (!json_is_integer(e)) {
-			c->c_cnt.dn_bad_messages++;
-			return;
-		}
-		snprintf(pong, sizeof(pong), "{\"type\":\"pong\",\"event_id\":"
-		    "%lld}", (long long)json_integer_value(e));
-		if (ws_send_text(c->c_el, pong, strlen(pong)) == 0)
+		bridge_agent_audio(c, ev->ee_audio, ev->ee_audio_len,
+		    ev->ee_event_id);
+		return;
+	case ELE_PING:
+		/* At once, with the same id (the original never did). */
+		n = snprintf(pong, sizeof(pong), "{\"type\":\"pong\","
+		    "\"event_id\":%lld}", ev->ee_event_id);
+		if (ws_send_text(c->c_el, pong, (size_t)n) == 0)
 			c->c_cnt.dn_pongs++;
-	} else if (strcmp(type, "interruption") == 0) {
-		e = json_object_get(json_object_get(o, "interruption_event"),
-		    "event_id");
-		bridge_interruption(c, json_is_integer(e) ?
-		    json_integer_value(e) : -1);
-	} else if (strcmp(type, "conversation_initiation_metadata") == 0) {
-		el_metadata(c, json_object_get(o,
-		    "conversation_initiation_metadata_event"));
-	} else if (strcmp(type, "agent_tool_response") == 0) {
-		e = json_object_get(o, "agent_tool_response");
-		s = json_string_value(json_object_get(e, "tool_name"));
-		if (s != NULL && strcmp(s, "end_call") == 0)
+		return;
+	case ELE_INTERRUPTION:
+		bridge_interruption(c, ev->ee_event_id);
+		return;
+	case ELE_METADATA:
+		el_metadata(c, ev);
+		return;
+	case ELE_TOOL_RESPONSE:
+		if (strcmp(ev->ee_tool, "end_call") == 0)
 			call_agent_hangup(c, "agent ended the call");
-	} else if (strcmp(type, "error") == 0) {
-		e = json_object_get(o, "error_event");
-		snprintf(c->c_el_error, sizeof(c->c_el_error), "%s: %s",
-		    json_string_value(json_object_get(e, "error_type")) ?
-		    json_string_value(json_object_get(e, "error_type")) : "?",
-		    json_string_value(json_object_get(e, "message")) ?
-		    json_string_value(json_object_get(e, "message")) : "?");
+		return;
+	case ELE_ERROR:
+		snprintf(c->c_el_error, sizeof(c->c_el_error), "%.60s: %.130s",
+		    ev->ee_error_type[0] ? ev->ee_error_type : "?",
+		    ev->ee_error_msg[0] ? ev->ee_error_msg : "?");
 		log_warnx("elevenlabs: error event %s", c->c_el_error);
-	} else
-		log_debug("elevenlabs: ignored %s event", type);
+		return;
+	case ELE_OTHER:
+		log_debug("elevenlabs: ignored %s event", ev->ee_type_name);
+		return;
+	}
 }
 
 static void

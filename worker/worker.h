@@ -106,6 +106,36 @@ int	twilio_ws_accept(struct call *, int, const uint8_t *, size_t);
 int	twilio_ws_send(struct call *, const char *, size_t);
 void	twilio_ws_close(struct call *);
 
+/* eleven_event.c - pure parser of ElevenLabs server messages */
+enum el_ev {
+	ELE_OTHER,		/* any type we ignore */
+	ELE_AUDIO,
+	ELE_PING,
+	ELE_INTERRUPTION,
+	ELE_METADATA,
+	ELE_TOOL_RESPONSE,
+	ELE_ERROR
+};
+
+struct el_event {
+	enum el_ev	 ee_type;
+	char		 ee_type_name[48];
+	long long	 ee_event_id;	/* -1 if absent */
+	const char	*ee_audio;	/* base64, inside ee_root */
+	size_t		 ee_audio_len;
+	char		 ee_conv_id[128];
+	char		 ee_fmt_in[24];
+	char		 ee_fmt_out[24];
+	char		 ee_tool[64];
+	char		 ee_error_type[64];
+	char		 ee_error_msg[160];
+	void		*ee_root;	/* json_t *, owned */
+};
+
+int	eleven_event_parse(const char *, size_t, struct el_event *,
+	    const char **) __attribute__((warn_unused_result));
+void	eleven_event_free(struct el_event *);
+
 /* eleven_ws.c - the ElevenLabs side of a call */
 enum el_state {
 	EL_IDLE,
