@@ -87,6 +87,24 @@ deps:
 	cd tests/peers/bullmq5 && npm ci --no-audit --no-fund
 	cd tests/peers/bullmq6 && npm ci --no-audit --no-fund
 
+# The whole daemon under ASan+UBSan, for the integration suite.
+ASAN_OBJS = $(SRCS:%.c=$(B)/asan/%.o)
+
+$(B)/asan/naiberd: $(ASAN_OBJS)
+	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $(ASAN_OBJS) $(LDLIBS)
+
+$(B)/asan/common/%.o: common/%.c common/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) -O1 -c -o $@ $<
+
+$(B)/asan/supervisor/%.o: supervisor/%.c common/*.h supervisor/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) -O1 -Isupervisor -c -o $@ $<
+
+$(B)/asan/worker/%.o: worker/%.c common/*.h worker/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) -O1 -Iworker -c -o $@ $<
+
 # --- tests ------------------------------------------------------------
 
 $(B)/test/test_channel: tests/unit/test_channel.c common/channel.c common/util.c

@@ -291,6 +291,7 @@ struct prep {
 	char		 pp_phone[32];
 	char		 pp_type[16];
 	struct persona	 pp_pe;
+	struct profile	*pp_profile;	/* pp_pe points into it */
 	struct event	*pp_guard;
 };
 
@@ -377,8 +378,8 @@ prep_profile(enum profile_status st, struct profile *p, const char *err,
 	(void)arg;
 	if (st != PROFILE_OK)
 		prep_exit(st == PROFILE_UNKNOWN ? "unknown person" : err);
+	prep.pp_profile = p;
 	persona_build(&prep.pp_pe, p, prep.pp_phone, prep.pp_type);
-	/* persona points into p: keep it for the rest of this process. */
 	if (persona_openai(&prep.pp_pe, prep_first, NULL) == -1)
 		prep_first(NULL, NULL);
 }
