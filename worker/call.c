@@ -574,9 +574,13 @@ call_twilio_done(struct call *c)
 static void
 call_flush(int fd, short ev, void *arg)
 {
+	struct call	*c = arg;
+
 	(void)fd, (void)ev;
-	log_info("Twilio socket did not close in %d ms", FLUSH_MAX_MS);
-	call_finish(arg);
+	log_info("%s did not close within %d ms",
+	    c->c_tw != NULL && !ws_done(c->c_tw) ? "the Twilio socket" :
+	    "the ElevenLabs socket", FLUSH_MAX_MS);
+	call_finish(c);
 }
 
 /*

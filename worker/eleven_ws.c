@@ -68,7 +68,7 @@ static void
 el_fail(struct call *c, const char *why)
 {
 	log_warnx("elevenlabs: %s", why);
-	c->c_el_state = EL_CLOSED;
+	eleven_close(c, 1000);	/* a client ending the session: 1000 */
 	call_apologise(c, "elevenlabs unavailable");
 }
 
