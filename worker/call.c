@@ -300,7 +300,7 @@ call_first_poll(int fd, short ev, void *arg)
 		call_try_init(c);
 		return;
 	}
-	if (fd != -1 && key_call(key, sizeof(key), c->c_call_sid) == 0)
+	if ((ev & EV_TIMEOUT) && key_call(key, sizeof(key), c->c_call_sid) == 0)
 		(void)rds_cmdf(wk.wk_rds, call_first_got, c, "GET %s", key);
 	if (c->c_t_first == NULL)
 		c->c_t_first = evtimer_new(wk.wk_base, call_first_poll, c);
