@@ -52,7 +52,8 @@ DEB_PKGS = build-essential pkg-config libevent-dev libwslay-dev \
 	   libcurl4-openssl-dev libhiredis-dev libpq-dev \
 	   redis-server postgresql mandoc python3 procps ca-certificates
 
-.PHONY: all deps check unit integ lint-man demo bench install clean
+.PHONY: all deps check unit integ lint-man demo bench install clean \
+	check-memcheck check-asan
 
 all: $(B)/naiberd
 
@@ -154,9 +155,9 @@ integ: $(B)/naiberd $(B)/jobs_cli
 	NAIBERD=$(CURDIR)/$(B)/naiberd JOBS_CLI=$(CURDIR)/$(B)/jobs_cli \
 	  node --test --test-concurrency=1 tests/integ/
 
-lint-man:
-	mandoc -Tlint -W warning man/naiberd.8
-	sh tests/check-man.sh $(B)/naiberd man/naiberd.8
+lint-man: $(B)/naiberd
+	mandoc -Tlint -W warning man/naiberd.8 man/naiberd.conf.5
+	sh tests/check-man.sh $(B)/naiberd man/naiberd.8 man/naiberd.conf.5
 
 check: all unit lint-man integ
 
@@ -167,10 +168,48 @@ demo:
 bench: $(B)/naiberd
 	NAIBERD=$(CURDIR)/$(B)/naiberd node tests/bench/handoff.mjs
 
+# Paths in the unit and the sample configuration follow BINDIR, DATADIR
+# and SYSCONFDIR; an existing naiberd.conf is never overwritten.  The
+# spool stays root's here: the unit hands it to the -u user at start.
 install: $(B)/naiberd
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(DATADIR)/prompts \
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(SYSCONFDIR)/naiber
+	install -d -m 700 $(DESTDIR)/var/spool/naiberd
 	install -m 755 $(B)/naiberd $(DESTDIR)$(BINDIR)/naiberd
 	install -m 644 man/naiberd.8 $(DESTDIR)$(MANDIR)/man8/naiberd.8
+	install -m 644 man/naiberd.conf.5 $(DESTDIR)$(MANDIR)/man5/naiberd.conf.5
+	install -m 644 prompts/* $(DESTDIR)$(DATADIR)/prompts/
+	sed -e 's|/usr/local/sbin/naiberd|$(BINDIR)/naiberd|g' \
+	  -e 's|/etc/naiber/|$(SYSCONFDIR)/naiber/|g' etc/naiberd.service \
+	  > $(DESTDIR)$(PREFIX)/lib/systemd/system/naiberd.service
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/naiberd.service
+	@conf=$(DESTDIR)$(SYSCONFDIR)/naiber/naiberd.conf; \
+	if [ -e $$conf ]; then echo "keeping the existing $$conf"; else \
+	  echo "installing the sample $$conf"; \
+	  sed -e 's|/usr/local/share/naiberd|$(DATADIR)|g' \
+	    -e 's|/etc/naiber/|$(SYSCONFDIR)/naiber/|g' etc/naiberd.conf \
+	    > $$conf && chmod 644 $$conf; \
+	fi
+	install -m 600 etc/naiberd.env.example \
+	  $(DESTDIR)$(SYSCONFDIR)/naiber/naiberd.env.example
 
 clean:
 	rm -rf $(B)
+
+# Whole calls with the supervisor and workers under valgrind memcheck.
+check-memcheck: $(B)/naiberd
+	@mkdir -p $(B)/memcheck
+	VG_DIR=$(CURDIR)/$(B)/memcheck \
+	NAIBERD=$(CURDIR)/tests/memcheck/valgrind-naiberd.sh \
+	  node --test tests/memcheck/
+
+# The integration suite against the ASan+UBSan build of the daemon (a
+# representative subset: whole calls, bridge, faults, crash, bad input).
+ASAN_TESTS = tests/integ/t_call_e2e.test.mjs tests/integ/t_bridge.test.mjs \
+	tests/integ/t_bridge_faults.test.mjs tests/integ/t_bridge_formats.test.mjs \
+	tests/integ/t_badinput.test.mjs tests/integ/t_crash.test.mjs
+check-asan: $(B)/asan/naiberd $(B)/jobs_cli
+	NAIBERD=$(CURDIR)/$(B)/asan/naiberd JOBS_CLI=$(CURDIR)/$(B)/jobs_cli \
+	  ASAN_OPTIONS=abort_on_error=1 \
+	  node --test --test-concurrency=1 $(ASAN_TESTS)

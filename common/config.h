@@ -91,6 +91,8 @@ struct config {
 	char	*database_url;
 	char	*tls_ca_file;
 	char	*bullmq_prefix;
+	long	 database_timeout;
+	long	 elevenlabs_timeout;
 
 	/* derived, filled by config_build() */
 	char	*cf_file;	/* file that was read, or NULL */

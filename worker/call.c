@@ -232,7 +232,7 @@ call_activate(struct call *c)
 	c->c_t_bound = now_mono_ns();
 	/* In parallel: the person, ElevenLabs, the prepared message. */
 	if (profile_load(wk.wk_base, wk.wk_cf->database_url, c->c_phone,
-	    PROFILE_TIMEOUT_MS, call_profile_got, c) == -1) {
+	    wk.wk_cf->database_timeout, call_profile_got, c) == -1) {
 		call_apologise(c, "database unavailable");
 		return;
 	}

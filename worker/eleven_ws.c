@@ -19,8 +19,6 @@
 #include "worker.h"
 
 #define EL_MAX_MSG		(16 * 1024 * 1024)
-#define EL_URL_TIMEOUT_MS	5000
-#define EL_SETUP_SECS		10
 #define EL_KEEPALIVE_SECS	30
 
 static void	el_url_got(const struct evcurl_resp *, void *);
@@ -41,7 +39,7 @@ eleven_start(struct call *c)
 {
 	struct evcurl_req	rq;
 	char			url[1024], hdr[600];
-	struct timeval		tv = { EL_SETUP_SECS, 0 };
+	struct timeval		tv;
 
 	if (c->c_t_el == NULL &&
 	    (c->c_t_el = evtimer_new(wk.wk_base, el_timer, c)) == NULL)
@@ -56,7 +54,9 @@ eleven_start(struct call *c)
 	rq.rq_url = url;
 	rq.rq_headers[0] = hdr;
 	rq.rq_headers[1] = "Accept: application/json";
-	rq.rq_timeout_ms = EL_URL_TIMEOUT_MS;
+	rq.rq_timeout_ms = wk.wk_cf->elevenlabs_timeout;
+	tv.tv_sec = wk.wk_cf->elevenlabs_timeout * 2 / 1000;
+	tv.tv_usec = wk.wk_cf->elevenlabs_timeout * 2 % 1000 * 1000;
 	if (evcurl_start(wk.wk_ec, &rq, el_url_got, c) == -1)
 		return -1;
 	c->c_el_state = EL_URL;
@@ -186,7 +186,7 @@ el_timer(int fd, short ev, void *arg)
 		return;
 	}
 	if (c->c_el_state < EL_READY)
-		el_fail(c, "no conversation within 10 s");
+		el_fail(c, "no conversation within twice elevenlabs_timeout");
 }
 
 static void

@@ -367,7 +367,7 @@ prep_context(const redisReply *r, const char *err, void *arg)
 	strlcpy_n(prep.pp_type, type, sizeof(prep.pp_type));
 	json_decref(o);
 	if (profile_load(wk.wk_base, wk.wk_cf->database_url, prep.pp_phone,
-	    PROFILE_TIMEOUT_MS, prep_profile, NULL) == -1)
+	    wk.wk_cf->database_timeout, prep_profile, NULL) == -1)
 		prep_exit("cannot start loading the profile");
 }
 

@@ -157,7 +157,6 @@ int	eleven_send_audio(struct call *, const char *, size_t);
 #include "prompt.h"
 #include "profile.h"
 
-#define PROFILE_TIMEOUT_MS	3000
 
 struct persona {
 	struct prompt_var	pe_vars[16];
