@@ -50,8 +50,11 @@ UNITS	 = test_channel test_config test_httphead test_twilio_sig \
 DEB_PKGS = build-essential pkg-config libevent-dev libwslay-dev \
 	   libjansson-dev libssl-dev libhttp-parser-dev libcmocka-dev \
 	   libcurl4-openssl-dev libhiredis-dev libpq-dev \
-	   redis-server postgresql mandoc python3 procps ca-certificates
+	   redis-server postgresql mandoc python3 procps ca-certificates \
+	   openssl valgrind clang libclang-rt-14-dev systemd
 
+
+.PHONY: deps-debian
 .PHONY: all deps check unit integ lint-man demo bench install clean \
 	check-memcheck check-asan
 
@@ -73,7 +76,12 @@ $(B)/worker/%.o: worker/%.c common/*.h worker/*.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iworker -c -o $@ $<
 
-deps:
+NPM_DIRS = tests/peers tests/peers/bullmq5 tests/peers/bullmq6
+NPM_STAMPS = $(NPM_DIRS:%=%/node_modules/.naiberd-stamp)
+
+deps: deps-debian $(NPM_STAMPS)
+
+deps-debian:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
 	    grep -q 'ok installed' || missing="$$missing $$p"; done; \
@@ -84,9 +92,11 @@ deps:
 	  apt-get update && DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y --no-install-recommends $$missing; \
 	else echo "all Debian packages present"; fi
-	cd tests/peers && npm ci --no-audit --no-fund
-	cd tests/peers/bullmq5 && npm ci --no-audit --no-fund
-	cd tests/peers/bullmq6 && npm ci --no-audit --no-fund
+
+# npm ci only when a lock file changed (it empties node_modules first).
+%/node_modules/.naiberd-stamp: %/package-lock.json %/package.json
+	cd $* && npm ci --no-audit --no-fund
+	touch $@
 
 # The whole daemon under ASan+UBSan, for the integration suite.
 ASAN_OBJS = $(SRCS:%.c=$(B)/asan/%.o)
@@ -161,9 +171,8 @@ lint-man: $(B)/naiberd
 
 check: all unit lint-man integ
 
-demo:
-	@echo "make demo: the simulated call arrives with the demo issue;"
-	@echo "for now 'make check' runs the handoff and stream tests."
+demo: deps all
+	node tests/demo/demo.mjs
 
 bench: $(B)/naiberd
 	NAIBERD=$(CURDIR)/$(B)/naiberd node tests/bench/handoff.mjs

@@ -130,6 +130,8 @@ bridge_agent_audio(struct call *c, const char *b64, size_t len,
 		c->c_cnt.dn_frames_dropped++;
 		return;
 	}
+	if (c->c_end_tool)
+		call_agent_audio_seen(c);
 	if (c->c_cnt.dn_frames_out++ == 0) {
 		c->c_cnt.dn_setup_ns = now_mono_ns() - c->c_t_started;
 		log_info("first agent audio %llu ms after start",

@@ -421,6 +421,52 @@ call_el_done(struct call *c)
 }
 
 /*
+ * The agent called end_call: its goodbye may still be streaming, so wait
+ * until no agent audio came for QUIET_MS (at most QUIET_MAX_MS, or until
+ * ElevenLabs closes), then hang up with the mark after the last audio.
+ */
+#define QUIET_MS	800
+#define QUIET_MAX_MS	5000
+
+static void
+call_quiet(int fd, short ev, void *arg)
+{
+	(void)fd, (void)ev;
+	call_agent_hangup(arg, "agent ended the call");
+}
+
+void
+call_agent_end_tool(struct call *c)
+{
+	struct timeval	tv = { 0, QUIET_MS * 1000 };
+
+	if (c->c_end_tool || c->c_agent_ending || c->c_state == CS_ENDING)
+		return;
+	log_info("elevenlabs: the agent ended the call (end_call); waiting "
+	    "for the goodbye to finish");
+	c->c_end_tool = 1;
+	c->c_t_end_tool = now_mono_ns();
+	if (c->c_t_quiet == NULL &&
+	    (c->c_t_quiet = evtimer_new(wk.wk_base, call_quiet, c)) == NULL) {
+		call_agent_hangup(c, "agent ended the call");
+		return;
+	}
+	evtimer_add(c->c_t_quiet, &tv);
+}
+
+/* More goodbye audio: push the quiet deadline, within QUIET_MAX_MS. */
+void
+call_agent_audio_seen(struct call *c)
+{
+	struct timeval	tv = { 0, QUIET_MS * 1000 };
+
+	if (c->c_agent_ending || c->c_t_quiet == NULL ||
+	    (now_mono_ns() - c->c_t_end_tool) / 1000000 > QUIET_MAX_MS)
+		return;
+	evtimer_add(c->c_t_quiet, &tv);
+}
+
+/*
  * End the call from our side with the goodbye heard: close ElevenLabs,
  * mark after the last audio, wait for the echo (bounded), end by REST.
  */
@@ -432,7 +478,10 @@ call_agent_hangup(struct call *c, const char *reason)
 	if (c->c_state == CS_ENDING || c->c_agent_ending)
 		return;
 	c->c_agent_ending = 1;
-	strlcpy_n(c->c_reason, reason, sizeof(c->c_reason));
+	if (c->c_t_quiet != NULL)
+		evtimer_del(c->c_t_quiet);
+	strlcpy_n(c->c_reason, c->c_end_tool && strcmp(reason, "agent hung up")
+	    == 0 ? "agent ended the call" : reason, sizeof(c->c_reason));
 	eleven_close(c, 1000);
 	if (c->c_tw == NULL || c->c_state < CS_ACTIVE) {
 		call_hangup_rest(c);

@@ -261,7 +261,7 @@ el_event(struct call *c, const struct el_event *ev)
 		return;
 	case ELE_TOOL_RESPONSE:
 		if (strcmp(ev->ee_tool, "end_call") == 0)
-			call_agent_hangup(c, "agent ended the call");
+			call_agent_end_tool(c);
 		return;
 	case ELE_ERROR:
 		snprintf(c->c_el_error, sizeof(c->c_el_error), "%.60s: %.130s",

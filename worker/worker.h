@@ -239,6 +239,9 @@ struct call {
 	int		 c_first_ready;
 	uint64_t	 c_t_bound;	/* monotonic ns */
 	struct event	*c_t_first;	/* polling for a prepared message */
+	struct event	*c_t_quiet;	/* end_call: goodbye audio still coming */
+	int		 c_end_tool;
+	uint64_t	 c_t_end_tool;
 	uint64_t	 c_t_begin;	/* monotonic ns at handoff */
 	uint64_t	 c_t_handoff;
 	char		 c_call_sid[64];
@@ -263,5 +266,7 @@ void		 call_el_done(struct call *);
 void		 call_agent_hangup(struct call *, const char *);
 void		 call_apologise(struct call *, const char *);
 void		 call_try_init(struct call *);
+void		 call_agent_end_tool(struct call *);
+void		 call_agent_audio_seen(struct call *);
 
 #endif

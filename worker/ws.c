@@ -230,7 +230,7 @@ ws_msg_cb(wslay_event_context_ptr ctx,
 		break;
 	case WSLAY_CONNECTION_CLOSE:
 		ws->ws_close_code = a->status_code;
-		ws_report_close(ws, a->status_code, "peer closed");
+		ws_report_close(ws, a->status_code, "close frame received");
 		break;
 	default:
 		break;		/* ping: wslay queued the pong */
