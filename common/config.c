@@ -112,7 +112,7 @@ const struct opt config_opts[] = {
 	  "/usr/local/share/naiberd/prompts", 0, 0, 0, O(prompts_dir), NULL,
 	  "dir", "Directory of prompt templates" },
 	{ "redis_url", "REDIS_URL", 0, NULL, OT_URL, "redis://localhost:6379",
-	  0, 0, OF_SECRET, O(redis_url), NULL, "url",
+	  0, 0, OF_SECRET | OF_NORELOAD, O(redis_url), NULL, "url",
 	  "Redis URL, with password and db number" },
 	{ "spool_dir", "NAIBER_SPOOL_DIR", 0, "spool-dir", OT_STR,
 	  "/var/spool/naiberd", 0, 0, 0, O(spool_dir), NULL, "dir",
@@ -120,7 +120,7 @@ const struct opt config_opts[] = {
 	{ "stream_url", "STREAM_URL", 0, NULL, OT_URL, NULL, 0, 0, 0,
 	  O(stream_url), NULL, "url",
 	  "Public wss:// URL Twilio streams to (signature base)" },
-	{ "tls_ca_file", "TLS_CA_FILE", 0, NULL, OT_STR, NULL, 0, 0, 0,
+	{ "tls_ca_file", "TLS_CA_FILE", 0, NULL, OT_STR, NULL, 0, 0, OF_NORELOAD,
 	  O(tls_ca_file), NULL, "file", "Extra trust anchor (PEM)" },
 	{ "twilio_account_sid", "TWILIO_ACCOUNT_SID", 0, NULL, OT_STR, NULL,
 	  0, 0, OF_REQUIRED, O(twilio_account_sid), NULL, "sid",
@@ -277,6 +277,8 @@ config_file(const char *path, int must_exist, struct cfg_raw *raw,
 		}
 		if (config_opts[i].o_flags & OF_SECRET)
 			secret = 1;
+		if (*v == '\0')
+			continue;	/* empty: as if not set */
 		free(raw[i].cr_own);
 		if ((raw[i].cr_own = strdup(v)) == NULL) {
 			config_error(e, "%s:%d: out of memory", path, lineno);
@@ -420,9 +422,9 @@ config_cross(struct config *c, struct cfg_errors *e)
 		    "URL without a query string");
 	if (c->twilio_url != NULL && strncasecmp(c->twilio_url, "http", 4))
 		config_error(e, "twilio_url: must be an http(s):// URL");
-	if (c->redis_url != NULL && strncasecmp(c->redis_url, "redis", 5))
-		config_error(e, "redis_url: must be a redis:// or rediss:// "
-		    "URL");
+	if (c->redis_url != NULL && strncasecmp(c->redis_url, "redis://", 8))
+		config_error(e, "redis_url: must be a redis:// URL (TLS to "
+		    "Redis is not supported)");
 	if (c->workers > c->max_calls)
 		config_error(e, "workers (%ld) must not exceed max_calls (%ld)",
 		    c->workers, c->max_calls);

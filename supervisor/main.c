@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -191,24 +192,30 @@ main(int argc, char **argv)
 	return supervisor_run();
 }
 
+/*
+ * Detach.  The launching process stays until the daemon says it serves
+ * (a byte on ready_fd, written by supervisor_run()) or dies, and exits 0
+ * or 1 accordingly, so an init script sees a failed start.
+ */
 static int
 daemonize(void)
 {
+	int	p[2], fd;
 	pid_t	pid;
-	int	fd;
+	char	c;
 
-	if ((pid = fork()) == -1) {
-		log_warn("fork");
+	if (pipe2(p, O_CLOEXEC) == -1 || (pid = fork()) == -1) {
+		log_warn("daemonize");
 		return -1;
 	}
-	if (pid != 0)
-		_exit(0);
-	if (setsid() == -1) {
-		log_warn("setsid");
-		return -1;
+	if (pid != 0) {
+		close(p[1]);
+		_exit(read(p[0], &c, 1) == 1 && c == 'R' ? 0 : 1);
 	}
-	if ((pid = fork()) == -1) {
-		log_warn("fork");
+	close(p[0]);
+	sv.sv_ready_fd = p[1];
+	if (setsid() == -1 || (pid = fork()) == -1) {
+		log_warn("daemonize");
 		return -1;
 	}
 	if (pid != 0)
@@ -224,29 +231,29 @@ daemonize(void)
 	return 0;
 }
 
-/* Refuses to start if a live process holds the pid file. */
+/*
+ * Lock and write the pid file; refuses to start if another naiberd
+ * holds the lock.  The descriptor stays open (and locked) for the life
+ * of the supervisor; workers close their copy after fork.
+ */
 static int
 pidfile_write(const char *path)
 {
 	char	buf[32];
 	int	fd, n;
-	long	old;
 
 	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1) {
 		log_warn("pid file %s", path);
 		return -1;
 	}
-	n = (int)read(fd, buf, sizeof(buf) - 1);
-	if (n > 0) {
-		buf[n] = '\0';
-		old = strtol(buf, NULL, 10);
-		if (old > 0 && old != getpid() && (kill((pid_t)old, 0) == 0 ||
-		    errno == EPERM)) {
-			log_warnx("pid file %s: naiberd already running as "
-			    "pid %ld", path, old);
-			close(fd);
-			return -1;
-		}
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		n = (int)read(fd, buf, sizeof(buf) - 1);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		log_warnx("pid file %s: naiberd already running as pid %s", path,
+		    buf[0] ? buf : "?");
+		close(fd);
+		return -1;
 	}
 	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
 	if (ftruncate(fd, 0) == -1 || pwrite(fd, buf, (size_t)n, 0) != n) {
@@ -254,7 +261,6 @@ pidfile_write(const char *path)
 		close(fd);
 		return -1;
 	}
-	close(fd);
 	return 0;
 }
 

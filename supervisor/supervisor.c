@@ -23,7 +23,7 @@
 
 #define KILL_GRACE_SECS	15	/* goodbye mark (5 s) + REST hang-up */
 
-struct supervisor sv = { .sv_listen_fd = -1 };
+struct supervisor sv = { .sv_listen_fd = -1, .sv_ready_fd = -1 };
 
 static void	sv_sigterm(int, short, void *);
 static void	sv_sighup(int, short, void *);
@@ -191,6 +191,11 @@ supervisor_run(void)
 			event_add(ev_watchdog, &tv);
 	}
 	supervisor_notify("READY=1");
+	if (sv.sv_ready_fd != -1) {
+		(void)!write(sv.sv_ready_fd, "R", 1);
+		close(sv.sv_ready_fd);
+		sv.sv_ready_fd = -1;
+	}
 	event_base_dispatch(sv.sv_base);
 	log_info("shutdown complete");
 	return 0;
@@ -312,30 +317,18 @@ sv_reload(void)
 	}
 	{
 		char	 err[2048];
-		SSL_CTX	*ctx;
 
-		if ((ctx = tls_client_ctx_new(ncf->tls_ca_file, err,
-		    sizeof(err))) == NULL) {
-			log_warnx("reload failed: %s", err);
-			log_warnx("reload failed: keeping the old configuration");
-			config_free(ncf);
-			supervisor_notify("READY=1");
-			return;
-		}
 		if ((ncf->cf_prompts = prompt_load(ncf->prompts_dir, err,
 		    sizeof(err))) == NULL) {
 			log_warnx("reload failed: prompts in %s: %s",
 			    ncf->prompts_dir, err);
 			log_warnx("reload failed: keeping the old configuration "
 			    "and prompts");
-			SSL_CTX_free(ctx);
 			config_free(ncf);
 			supervisor_notify("READY=1");
 			return;
 		}
 		/* Live workers have their own copies of the old ones. */
-		SSL_CTX_free(tls_client_ctx());
-		tls_set_client_ctx(ctx);
 		prompt_free(ocf->cf_prompts);
 		ocf->cf_prompts = NULL;
 	}

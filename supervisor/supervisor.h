@@ -35,6 +35,7 @@ struct supervisor {
 	const struct cfg_override *sv_ov;
 	size_t			 sv_nov;
 	int			 sv_listen_fd;
+	int			 sv_ready_fd;	/* -D: tell the launcher we serve */
 	enum sv_state		 sv_state;
 	int			 sv_reloading;
 	uint64_t		 sv_t_start_ms;
