@@ -23,6 +23,26 @@ struct orphan {
 };
 
 static void	orphan_job(enum job_outcome, const char *, void *);
+static void	orphan_settled(void);
+
+static unsigned	orphan_inflight;	/* requests not answered yet */
+
+/* Clean-up requests still in flight (shutdown waits for them). */
+unsigned
+orphan_pending(void)
+{
+	return orphan_inflight;
+}
+
+static void
+orphan_settled(void)
+{
+	if (orphan_inflight > 0)
+		orphan_inflight--;
+	if (orphan_inflight == 0 && sv.sv_state != SV_RUNNING &&
+	    pool_total() == 0)
+		supervisor_workers_gone();
+}
 static void	orphan_keys(int, void *);
 static void	orphan_ended(const struct twilio_result *, void *);
 
@@ -39,10 +59,14 @@ orphan_cleanup(const struct msg_call_info *ci)
 	}
 	strlcpy_n(o->or_call_sid, ci->ci_call_sid, sizeof(o->or_call_sid));
 	strlcpy_n(o->or_conv, ci->ci_conversation_id, sizeof(o->or_conv));
-	if (twilio_sid_ok(ci->ci_call_sid, "CA") &&
-	    twilio_end_call(sv.sv_ec, sv.sv_cf, ci->ci_call_sid, orphan_ended,
-	    strdup(ci->ci_call_sid)) == -1)
-		log_warnx("call %s: cannot end it by REST", ci->ci_call_sid);
+	if (twilio_sid_ok(ci->ci_call_sid, "CA")) {
+		if (twilio_end_call(sv.sv_ec, sv.sv_cf, ci->ci_call_sid,
+		    orphan_ended, strdup(ci->ci_call_sid)) == -1)
+			log_warnx("call %s: cannot end it by REST",
+			    ci->ci_call_sid);
+		else
+			orphan_inflight++;
+	}
 	if (ci->ci_conversation_id[0] == '\0') {
 		free(o);
 		return;
@@ -53,6 +77,8 @@ orphan_cleanup(const struct msg_call_info *ci)
 	    strdup(ci->ci_conversation_id)) == -1)
 		log_warnx("call %s: session keys not deleted (Redis "
 		    "unavailable; they expire in an hour)", ci->ci_call_sid);
+	else
+		orphan_inflight++;
 	memset(&j, 0, sizeof(j));
 	strlcpy_n(j.j_conversation_id, ci->ci_conversation_id,
 	    sizeof(j.j_conversation_id));
@@ -61,6 +87,7 @@ orphan_cleanup(const struct msg_call_info *ci)
 	    "general", sizeof(j.j_call_type));
 	j.j_is_first_call = ci->ci_is_first_call;
 	j.j_timestamp_ms = now_real_ms();
+	orphan_inflight++;
 	if (jobs_enqueue(sv.sv_rds, sv.sv_cf->bullmq_prefix,
 	    sv.sv_cf->spool_dir, &j, orphan_job, o) == -1) {
 		orphan_job(jobs_spool(sv.sv_cf->spool_dir, &j) == 0 ?
@@ -83,6 +110,7 @@ orphan_job(enum job_outcome out, const char *id, void *arg)
 	    "added" : out == JOB_DUPLICATE ? "already queued" :
 	    out == JOB_SPOOLED ? "spooled" : "LOST (cannot spool)");
 	free(o);
+	orphan_settled();
 }
 
 static void
@@ -92,6 +120,7 @@ orphan_keys(int ok, void *arg)
 		log_warnx("conversation %s: session keys not deleted",
 		    (char *)arg);
 	free(arg);
+	orphan_settled();
 }
 
 static void
@@ -104,4 +133,5 @@ orphan_ended(const struct twilio_result *r, void *arg)
 		log_warnx("call %s: ending it by REST failed: %s", (char *)arg,
 		    r->tr_error);
 	free(arg);
+	orphan_settled();
 }

@@ -21,7 +21,7 @@
 #include "util.h"
 #include "supervisor.h"
 
-#define KILL_GRACE_SECS	15	/* goodbye mark (5 s) + REST hang-up */
+#define KILL_GRACE_SECS	25	/* mark 5 s + REST 10 s + flush + job */
 
 struct supervisor sv = { .sv_listen_fd = -1, .sv_ready_fd = -1 };
 
@@ -208,9 +208,24 @@ sv_watchdog(int fd, short ev, void *arg)
 	supervisor_notify("WATCHDOG=1");
 }
 
+/*
+ * The last worker is gone.  Clean-up after crashed workers may still be
+ * talking to Redis or Twilio (bounded by their own timeouts): wait for
+ * it, at most ORPHAN_WAIT_SECS, so no job or hang-up is lost at exit.
+ */
+#define ORPHAN_WAIT_SECS	12
+
 void
 supervisor_workers_gone(void)
 {
+	struct timeval	tv = { ORPHAN_WAIT_SECS, 0 };
+
+	if (orphan_pending() > 0) {
+		log_info("waiting for the clean-up of %u crashed calls",
+		    orphan_pending());
+		event_base_loopexit(sv.sv_base, &tv);
+		return;
+	}
 	event_base_loopexit(sv.sv_base, NULL);
 }
 

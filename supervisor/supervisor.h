@@ -153,6 +153,7 @@ int	pool_throttled(void);
 
 /* orphan.c */
 void	orphan_cleanup(const struct msg_call_info *);
+unsigned orphan_pending(void);
 
 /* ngrok.c */
 void	ngrok_start(void);
