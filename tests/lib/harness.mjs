@@ -814,7 +814,8 @@ export async function startRedis(opts = {}) {
 export const RX = {
 	accepted: /worker (\d+) accepted stream[^\n]*?handoff (\d+) us/,
 	callInfo: /worker (\d+) call (CA[0-9a-fA-F]+) stream (MZ[0-9a-fA-F]+) type (\S+)/,
-	done: /worker (\d+) call (CA[0-9a-fA-F]+) done: reason=(\S+) frames_in=(\d+)/,
+	// A reason may hold spaces ("stream not bound"): up to " frames_in=".
+	done: /worker (\d+) call (CA[0-9a-fA-F]+) done: reason=(.+?) frames_in=(\d+)/,
 	badSig: /refused: bad X-Twilio-Signature/,
 };
 
@@ -823,7 +824,7 @@ export function callInfoLine(inst, callSid, since = 0) {
 }
 
 export function doneLine(inst, callSid, timeoutMs = 5000, since = 0) {
-	return inst.waitLog(new RegExp(`worker (\\d+) call ${callSid} done: reason=(\\S+) frames_in=(\\d+)`), timeoutMs, since);
+	return inst.waitLog(new RegExp(`worker (\\d+) call ${callSid} done: reason=(.+?) frames_in=(\\d+)`), timeoutMs, since);
 }
 
 // ======================================================================
