@@ -1,5 +1,6 @@
 # naiberd - telephony daemon.  `make` builds build/naiberd.
 # Targets: all deps check unit integ lint-man demo bench install clean
+# fuzz fuzz-short fuzz-regress check-memcheck check-asan bench-handoff
 
 PREFIX	?= /usr/local
 DESTDIR	?=
@@ -174,9 +175,6 @@ check: all unit lint-man integ
 demo: deps all
 	node tests/demo/demo.mjs
 
-bench: $(B)/naiberd
-	NAIBERD=$(CURDIR)/$(B)/naiberd node tests/bench/handoff.mjs
-
 # Paths in the unit and the sample configuration follow BINDIR, DATADIR
 # and SYSCONFDIR; an existing naiberd.conf is never overwritten.  The
 # spool stays root's here: the unit hands it to the -u user at start.
@@ -222,3 +220,6 @@ check-asan: $(B)/asan/naiberd $(B)/jobs_cli
 	NAIBERD=$(CURDIR)/$(B)/asan/naiberd JOBS_CLI=$(CURDIR)/$(B)/jobs_cli \
 	  ASAN_OPTIONS=abort_on_error=1 \
 	  node --test --test-concurrency=1 $(ASAN_TESTS)
+
+include tests/fuzz/fuzz.mk
+include tests/bench/bench.mk

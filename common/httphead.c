@@ -200,6 +200,10 @@ hh_on_headers(http_parser *p)
 	if ((p->flags & F_CONTENTLENGTH) &&
 	    p->content_length > HH_BODY_MAX)
 		return hh_fail(h, 413, "request body too large");
+	/* An upgrade hands the socket over right after the head. */
+	if (p->upgrade && ((p->flags & F_CHUNKED) ||
+	    ((p->flags & F_CONTENTLENGTH) && p->content_length > 0)))
+		return hh_fail(h, 400, "upgrade request with a body");
 	h->hh_keepalive = http_should_keep_alive(p);
 	return 0;
 }
@@ -277,8 +281,9 @@ enum hh_state
 hh_feed(struct hhead *h, const char *buf, size_t len, size_t *used)
 {
 	http_parser	*p = &h->hh_parser;
-	size_t		 n, room;
+	size_t		 n, room, full = len;
 	enum http_errno	 e;
+	int		 was_done = h->hh_headers_done;
 
 	*used = 0;
 	if (h->hh_state != HH_MORE)
@@ -293,9 +298,14 @@ hh_feed(struct hhead *h, const char *buf, size_t len, size_t *used)
 		}
 	}
 	n = http_parser_execute(p, &hh_settings, buf, len);
-	*used = n;
-	if (!h->hh_headers_done)
+	if (!was_done)
 		h->hh_headbytes += n;
+	/* The head ended inside the clamped piece: parse the body too. */
+	if (!was_done && h->hh_headers_done && !p->upgrade && n == len &&
+	    len < full && h->hh_status == 0 &&
+	    HTTP_PARSER_ERRNO(p) == HPE_OK && h->hh_state == HH_MORE)
+		n += http_parser_execute(p, &hh_settings, buf + n, full - n);
+	*used = n;
 	e = HTTP_PARSER_ERRNO(p);
 	if (h->hh_status != 0) {
 		h->hh_state = HH_ERROR;

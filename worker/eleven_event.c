@@ -25,13 +25,15 @@ static const struct {
 	{ "error", ELE_ERROR },
 };
 
+/* A string member; absent, not a string or holding NUL: empty. */
 static void
 el_copy(json_t *o, const char *key, char *dst, size_t cap)
 {
-	const char	*s = json_string_value(json_object_get(o, key));
+	json_t		*v = json_object_get(o, key);
+	const char	*s = json_string_value(v);
 
 	dst[0] = '\0';
-	if (s != NULL)
+	if (s != NULL && strlen(s) == json_string_length(v))
 		strlcpy_n(dst, s, cap);
 }
 

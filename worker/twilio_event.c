@@ -105,7 +105,8 @@ tw_start(json_t *st, struct tw_event *ev, const char **why)
 		int i = ev->te_nparams;
 		if (i == TW_MAX_PARAMS || strlen(k) >= sizeof(ev->te_pname[0]) ||
 		    !json_is_string(v) ||
-		    json_string_length(v) >= sizeof(ev->te_pvalue[0])) {
+		    json_string_length(v) >= sizeof(ev->te_pvalue[0]) ||
+		    strlen(json_string_value(v)) != json_string_length(v)) {
 			*why = "bad or too many customParameters";
 			return -1;
 		}

@@ -13,14 +13,9 @@
 // ended:" to "post-call job added as"), are printed for the record, not
 // asserted (DESIGN §11).  CHAOS_SEED=<n> replays a run's random choices.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-import { itest, waitFor, withTimeout, sleep, pidAlive, REPO } from '../lib/harness.mjs';
-import { startStack, personSql, JOB_PREFIX } from '../lib/stack.mjs';
-
-const CONSUMER = path.join(REPO, 'tests', 'peers', 'bull-consumer.mjs');
-const reEsc = (s) => String(s).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+import { itest, waitFor, withTimeout, sleep, pidAlive } from '../lib/harness.mjs';
+import { startStack, personSql, scanKeys, reEsc, JOB_PREFIX } from '../lib/stack.mjs';
+import { startConsumer } from '../lib/jobs.mjs';
 
 const CALLS = 50;
 const KILLS = 10;
@@ -28,58 +23,6 @@ const WORKERS = 10;
 const MAX_CALLS = 60;
 
 // --------------------------------------------------------------- helpers
-
-const consumers = new Set();
-process.on('exit', () => {
-	for (const c of consumers) try { c.proc.kill('SIGKILL'); } catch { /* gone */ }
-});
-
-/* A real BullMQ Worker on port; stopped when the test ends (t.after). */
-async function startConsumer(t, mod, port) {
-	if (!fs.existsSync(path.join(REPO, 'tests', 'peers', mod, 'node_modules', 'bullmq')))
-		throw new Error(`tests/peers/${mod}/node_modules is missing: run npm ci there (make deps)`);
-	const p = spawn(process.execPath, [CONSUMER, mod, String(port), 'ok'],
-	    { stdio: ['ignore', 'pipe', 'pipe'] });
-	const c = { proc: p, events: [], log: '', exited: false };
-	consumers.add(c);
-	let buf = '';
-	p.stdout.setEncoding('utf8').on('data', (d) => {
-		buf += d;
-		let i;
-		while ((i = buf.indexOf('\n')) >= 0) {
-			const line = buf.slice(0, i);
-			buf = buf.slice(i + 1);
-			if (line) c.events.push(JSON.parse(line));
-		}
-	});
-	p.stderr.setEncoding('utf8').on('data', (d) => { c.log += d; });
-	const gone = new Promise((resolve) => p.on('exit', () => { c.exited = true; resolve(); }));
-	c.stop = async () => {
-		if (!c.exited) {
-			p.kill('SIGTERM');
-			await withTimeout(gone, 5000, 'consumer exit').catch(() => p.kill('SIGKILL'));
-		}
-		consumers.delete(c);
-	};
-	t.after(() => c.stop());
-	await waitFor(() => {
-		if (c.exited) throw new Error(`consumer exited: ${c.log}`);
-		return c.events.some((e) => e.event === 'ready');
-	}, 15000, `${mod} Worker ready`);
-	c.processed = () => c.events.filter((e) => e.event === 'process');
-	return c;
-}
-
-async function scanKeys(redis, pattern) {
-	const out = [];
-	let cursor = '0';
-	do {
-		const [next, batch] = await redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', '1000');
-		out.push(...batch);
-		cursor = next;
-	} while (cursor !== '0');
-	return out;
-}
 
 /* mulberry32: a small seeded PRNG, so a failing run can be replayed. */
 function prng(seed) {
@@ -148,7 +91,7 @@ itest(`chaos: ${CALLS} concurrent calls, ${KILLS} busy workers SIGKILLed mid-con
 		c.holdMs = c.victim ? 50 + Math.floor(rnd() * 2950) : 800 + Math.floor(rnd() * 3200);
 	}
 
-	const consumer = await startConsumer(t, 'bullmq5', st.redis.port);
+	const consumer = await startConsumer('bullmq5', st.redis.port, { t });
 	await waitFor(() => d.children().length >= WORKERS, 10000, `${WORKERS} idle workers`);
 	const mark = d.logMark();
 	const tBegin = Date.now();
@@ -230,10 +173,7 @@ itest(`chaos: ${CALLS} concurrent calls, ${KILLS} busy workers SIGKILLed mid-con
 	    r.form.Status?.[0] === 'completed')).length;
 
 	// Exactly one job per conversation, consumed once.
-	await waitFor(() => new Set(consumer.events.filter((e) => e.event === 'completed').map((e) => e.id)).size >= CALLS,
-	    30000, `${CALLS} jobs completed`, 100);
-	await sleep(2000);
-	const procs = consumer.processed();
+	const procs = await consumer.waitCompleted(CALLS, { timeoutMs: 30000, intervalMs: 100, settleMs: 2000 });
 	const perConv = new Map();
 	for (const p of procs) perConv.set(p.data.conversationId, (perConv.get(p.data.conversationId) ?? 0) + 1);
 	const jobsInRedis = Number(await st.redis.call('GET', `${JOB_PREFIX}id`));

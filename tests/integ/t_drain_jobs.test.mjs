@@ -14,82 +14,11 @@
 // answers the REST hang-up (5 s + 10 s, against the supervisor's 15 s
 // grace before it SIGKILLs what is left).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-import { itest, waitFor, withTimeout, sleep, pidAlive, REPO } from '../lib/harness.mjs';
-import { startStack, JOB_PREFIX } from '../lib/stack.mjs';
-
-const CONSUMER = path.join(REPO, 'tests', 'peers', 'bull-consumer.mjs');
-const reEsc = (s) => String(s).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+import { itest, waitFor, withTimeout, sleep, pidAlive } from '../lib/harness.mjs';
+import { startStack, echoMarks, scanKeys, reEsc, JOB_PREFIX } from '../lib/stack.mjs';
+import { startConsumer, assertNoSessionKeys } from '../lib/jobs.mjs';
 
 // --------------------------------------------------------------- helpers
-
-const consumers = new Set();
-process.on('exit', () => {
-	for (const c of consumers) try { c.proc.kill('SIGKILL'); } catch { /* gone */ }
-});
-
-/* A real BullMQ Worker on port; stopped when the test ends (t.after). */
-async function startConsumer(t, mod, port) {
-	if (!fs.existsSync(path.join(REPO, 'tests', 'peers', mod, 'node_modules', 'bullmq')))
-		throw new Error(`tests/peers/${mod}/node_modules is missing: run npm ci there (make deps)`);
-	const p = spawn(process.execPath, [CONSUMER, mod, String(port), 'ok'],
-	    { stdio: ['ignore', 'pipe', 'pipe'] });
-	const c = { proc: p, events: [], log: '', exited: false };
-	consumers.add(c);
-	let buf = '';
-	p.stdout.setEncoding('utf8').on('data', (d) => {
-		buf += d;
-		let i;
-		while ((i = buf.indexOf('\n')) >= 0) {
-			const line = buf.slice(0, i);
-			buf = buf.slice(i + 1);
-			if (line) c.events.push(JSON.parse(line));
-		}
-	});
-	p.stderr.setEncoding('utf8').on('data', (d) => { c.log += d; });
-	const gone = new Promise((resolve) => p.on('exit', () => { c.exited = true; resolve(); }));
-	c.stop = async () => {
-		if (!c.exited) {
-			p.kill('SIGTERM');
-			await withTimeout(gone, 5000, 'consumer exit').catch(() => p.kill('SIGKILL'));
-		}
-		consumers.delete(c);
-	};
-	t.after(() => c.stop());
-	await waitFor(() => {
-		if (c.exited) throw new Error(`consumer exited: ${c.log}`);
-		return c.events.some((e) => e.event === 'ready');
-	}, 15000, `${mod} Worker ready`);
-	c.processed = () => c.events.filter((e) => e.event === 'process');
-	return c;
-}
-
-async function scanKeys(redis, pattern) {
-	const out = [];
-	let cursor = '0';
-	do {
-		const [next, batch] = await redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', '1000');
-		out.push(...batch);
-		cursor = next;
-	} while (cursor !== '0');
-	return out;
-}
-
-/* Echo marks as Twilio does once the audio before them has played; record when. */
-function echoMarks(s) {
-	s.marks = [];
-	s.ws.on('message', (data, isBinary) => {
-		if (isBinary) return;
-		let m;
-		try { m = JSON.parse(data.toString()); } catch { return; }
-		if (m.event === 'mark' && m.mark?.name) {
-			s.marks.push({ name: m.mark.name, t: Date.now() });
-			if (s.isOpen()) s.sendMark(m.mark.name).catch(() => {});
-		}
-	});
-}
 
 const PEOPLE = [
 	{ id: 'u-0000drain1', name: 'Albert', phone: '+15550006661', isFirstCall: true },
@@ -150,10 +79,7 @@ async function assertEndedCleanly(st, d, calls, consumer, mark) {
 		assert.match(d.log.slice(mark), new RegExp(`callSid=${sid} [^\\n]*post-call job added as \\d+`));
 	}
 	// One job each, consumed once.
-	await waitFor(() => consumer.events.filter((e) => e.event === 'completed').length >= calls.length,
-	    15000, `${calls.length} jobs completed`);
-	await sleep(1500);
-	const procs = consumer.processed();
+	const procs = await consumer.waitCompleted(calls.length, { settleMs: 1500 });
 	assert.equal(procs.length, calls.length, `one job per call: ${JSON.stringify(procs.map((p) => p.data))}`);
 	for (const c of calls) {
 		const mine = procs.filter((p) => p.data.conversationId === c.s.conversationId);
@@ -161,8 +87,7 @@ async function assertEndedCleanly(st, d, calls, consumer, mark) {
 		assert.equal(mine[0].data.callType, c.health ? 'health_check' : 'general');
 	}
 	assert.equal(await st.redis.call('GET', `${JOB_PREFIX}id`), String(calls.length));
-	assert.deepEqual(await scanKeys(st.redis, 'session:*'), [], 'no session:* keys left');
-	assert.deepEqual(await scanKeys(st.redis, 'rag:*'), [], 'no rag:* keys left');
+	await assertNoSessionKeys(st.redis);
 }
 
 // ----------------------------------------------------------------- tests
@@ -172,7 +97,7 @@ itest('SIGTERM with 3 live calls and --drain-timeout 2: calls run until the time
 	const DRAIN = 2;
 	const st = await startStack({ workers: 2, maxCalls: 10, drainTimeout: DRAIN });
 	const { d } = st;
-	const consumer = await startConsumer(t, 'bullmq5', st.redis.port);
+	const consumer = await startConsumer('bullmq5', st.redis.port, { t });
 	const calls = await threeLiveCalls(st);
 	const pids = calls.map((c) => c.s.workerPid);
 	const mark = d.logMark();
@@ -205,7 +130,7 @@ itest('a second SIGTERM ends the live calls at once, just as cleanly, one job ea
     { timeout: 90000 }, async (t) => {
 	const st = await startStack({ workers: 2, maxCalls: 10, drainTimeout: 60 });
 	const { d } = st;
-	const consumer = await startConsumer(t, 'bullmq5', st.redis.port);
+	const consumer = await startConsumer('bullmq5', st.redis.port, { t });
 	const calls = await threeLiveCalls(st);
 	const mark = d.logMark();
 
@@ -230,7 +155,7 @@ itest('busy workers that die during the drain still get their job enqueued and t
     'REST, the last one too', { timeout: 90000 }, async (t) => {
 	const st = await startStack({ workers: 2, maxCalls: 10, drainTimeout: 60 });
 	const { d } = st;
-	const consumer = await startConsumer(t, 'bullmq5', st.redis.port);
+	const consumer = await startConsumer('bullmq5', st.redis.port, { t });
 	const [a, b, c] = await threeLiveCalls(st);
 	const mark = d.logMark();
 	const pidOf = (x) => Number(new RegExp(`supervisor\\[\\d+\\] info: worker (\\d+) call ${reEsc(x.call.callSid)} stream `)
@@ -263,7 +188,7 @@ itest('busy workers that die during the drain still get their job enqueued and t
 
 	const lostB = !orphanJob(b).test(d.log.slice(mark));
 	t.diagnostic(`last killed worker: clean-up logged: ${!lostB}, REST end: ${restEnded(b)}`);
-	await waitFor(() => consumer.events.filter((e) => e.event === 'completed').length >= 2, 15000, 'a and c jobs');
+	await consumer.waitCompleted(2, { what: 'a and c jobs' });
 	await sleep(4500);	// b's job, if it was added, is due by now
 	const convs = consumer.processed().map((p) => p.data.conversationId);
 	t.diagnostic(`jobs consumed: ${convs.length} (a ${convs.includes(a.s.conversationId)}, ` +
@@ -273,15 +198,14 @@ itest('busy workers that die during the drain still get their job enqueued and t
 	assert.equal(convs.filter((x) => x === b.s.conversationId).length, 1,
 	    'one job for b (killed last, while the supervisor was exiting)');
 	assert.ok(restEnded(b), 'b\'s Twilio call ended by REST');
-	assert.deepEqual(await scanKeys(st.redis, 'session:*'), [], 'no session:* keys left');
-	assert.deepEqual(await scanKeys(st.redis, 'rag:*'), [], 'no rag:* keys left');
+	await assertNoSessionKeys(st.redis);
 });
 
 itest('drain with a slow Twilio (goodbye mark never echoed, REST hang-up never answered): the job is still ' +
     'enqueued, exit 0', { timeout: 90000 }, async (t) => {
 	const st = await startStack({ workers: 1, maxCalls: 10, drainTimeout: 1 });
 	const { d } = st;
-	const consumer = await startConsumer(t, 'bullmq5', st.redis.port);
+	const consumer = await startConsumer('bullmq5', st.redis.port, { t });
 	const call = await st.placeCall();
 	const s = await st.openStream(call);	// marks are not echoed
 	await s.sendMedia(10);

@@ -8,99 +8,22 @@
 // consumed once, and the enqueue latency over 1000 jobs is printed (not
 // asserted: DESIGN §11).
 //
-// JOBS_CLI=/path/to/jobs_cli uses a prebuilt driver (make builds
-// build/jobs_cli); otherwise this file compiles one with cc and
-// pkg-config into a temporary directory.
+// JOBS_CLI=/path/to/jobs_cli uses a prebuilt driver; otherwise make's
+// build/jobs_cli if it exists, else one compiled with cc and pkg-config
+// into a temporary directory (tests/lib/jobs.mjs).
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { itest, startRedis, waitFor, withTimeout, REPO, freePort } from '../lib/harness.mjs';
+import { itest, startRedis, waitFor, freePort } from '../lib/harness.mjs';
+import { JOB_PREFIX as Q } from '../lib/stack.mjs';
+import { CONSUMER, startConsumer as startWorker, runCli } from '../lib/jobs.mjs';
 
-const Q = 'bull:post-call-processing:';
-const CONSUMER = path.join(REPO, 'tests', 'peers', 'bull-consumer.mjs');
 const VERSIONS = [['bullmq5', /^5\./], ['bullmq6', /^6\./]];
 
-let cliPath = process.env.JOBS_CLI ?? null;
-let cliDir = null;
-process.on('exit', () => {
-	if (cliDir) fs.rmSync(cliDir, { recursive: true, force: true });
-});
-
-/* The driver: JOBS_CLI, or built once here (not sanitized: it is timed). */
-function jobsCli() {
-	if (cliPath) return cliPath;
-	cliDir = fs.mkdtempSync(path.join(os.tmpdir(), 'naiberd-jobs-cli-'));
-	const out = path.join(cliDir, 'jobs_cli');
-	const pc = spawnSync('pkg-config', ['--cflags', '--libs', 'libevent', 'hiredis',
-	    'jansson', 'libcrypto'], { encoding: 'utf8' });
-	assert.equal(pc.status, 0, `pkg-config: ${pc.stderr}`);
-	const src = ['tests/unit/jobs_cli.c', 'common/jobs.c', 'common/redis.c',
-	    'common/log.c', 'common/util.c'].map((f) => path.join(REPO, f));
-	const cc = spawnSync(process.env.CC ?? 'cc', ['-std=c11', '-D_GNU_SOURCE', '-O2',
-	    '-Wall', '-Wextra', '-Werror', `-I${path.join(REPO, 'common')}`, '-o', out,
-	    ...src, ...pc.stdout.trim().split(/\s+/)], { encoding: 'utf8' });
-	assert.equal(cc.status, 0, `building jobs_cli failed:\n${cc.stderr}`);
-	cliPath = out;
-	return out;
-}
-
-/* Runs jobs_cli to completion (bounded); its JSON lines, parsed. */
-function runCli(args, timeoutMs = 60000) {
-	return new Promise((resolve, reject) => {
-		const p = spawn(jobsCli(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-		let stdout = '', stderr = '';
-		p.stdout.setEncoding('utf8').on('data', (d) => { stdout += d; });
-		p.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
-		const timer = setTimeout(() => {
-			p.kill('SIGKILL');
-			reject(new Error(`jobs_cli ${args.join(' ')}: no exit in ${timeoutMs} ms\n${stderr}`));
-		}, timeoutMs);
-		p.on('error', (e) => { clearTimeout(timer); reject(e); });
-		p.on('close', (code) => {
-			clearTimeout(timer);
-			const lines = stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-			resolve({ code, lines, stderr });
-		});
-	});
-}
-
-/* A real BullMQ Worker; c.events collects its JSON lines. */
-async function startConsumer(mod, port, mode = 'auto') {
-	if (!fs.existsSync(path.join(REPO, 'tests', 'peers', mod, 'node_modules', 'bullmq')))
-		throw new Error(`tests/peers/${mod}/node_modules is missing: run npm ci there (make deps)`);
-	const p = spawn(process.execPath, [CONSUMER, mod, String(port), mode],
-	    { stdio: ['ignore', 'pipe', 'pipe'] });
-	const c = { proc: p, events: [], log: '', exited: false };
-	let buf = '';
-	p.stdout.setEncoding('utf8').on('data', (d) => {
-		buf += d;
-		let i;
-		while ((i = buf.indexOf('\n')) >= 0) {
-			const line = buf.slice(0, i);
-			buf = buf.slice(i + 1);
-			if (line) c.events.push(JSON.parse(line));
-		}
-	});
-	p.stderr.setEncoding('utf8').on('data', (d) => { c.log += d; });
-	const gone = new Promise((resolve) => p.on('exit', () => { c.exited = true; resolve(); }));
-	c.stop = async () => {
-		if (c.exited) return;
-		p.kill('SIGTERM');
-		await withTimeout(gone, 5000, 'consumer exit').catch(() => p.kill('SIGKILL'));
-	};
-	try {
-		await waitFor(() => {
-			if (c.exited) throw new Error(`consumer exited: ${c.log}`);
-			return c.events.some((e) => e.event === 'ready');
-		}, 15000, `${mod} Worker ready`);
-	} catch (e) {
-		await c.stop();
-		throw e;
-	}
-	return c;
-}
+/* A real BullMQ Worker in bull-consumer.mjs's auto mode (fail2-* and failall-* ids fail); the test stops it. */
+const startConsumer = (mod, port) => startWorker(mod, port, { mode: 'auto' });
 
 /* Queue.pause() or Queue.resume() with that BullMQ. */
 function queueCmd(mod, port, what) {
@@ -231,8 +154,7 @@ for (const [mod] of VERSIONS) {
 			assert.equal(consumer.events.filter((e) => e.event === 'process').length, 0,
 			    'processed while the queue was paused');
 			queueCmd(mod, redis.port, 'resume');
-			await waitFor(() => consumer.events.some((e) => e.event === 'completed'), 15000,
-			    'the job completed after resume()');
+			await consumer.waitCompleted(1, { what: 'the job completed after resume()' });
 		} finally {
 			if (consumer) await consumer.stop();
 			fs.rmSync(spool, { recursive: true, force: true });
@@ -261,7 +183,7 @@ itest('Redis down: spooled; Redis up: replayed once, consumed once by BullMQ 5',
 		assert.deepEqual(fs.readdirSync(spool), []);
 		assert.equal(await redis.call('GET', `${Q}id`), '1', 'one job');
 		consumer = await startConsumer('bullmq5', port);
-		await waitFor(() => consumer.events.some((e) => e.event === 'completed'), 15000, 'the job completed');
+		await consumer.waitCompleted(1);
 		const procs = consumer.events.filter((e) => e.event === 'process');
 		assert.equal(procs.length, 1);
 		assert.equal(procs[0].data.conversationId, 'conv-down');

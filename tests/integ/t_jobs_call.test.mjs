@@ -9,84 +9,12 @@
 // Twilio ends (stop), and a first-call person's health check that the
 // agent ends (end_call tool: goodbye mark, REST hang-up).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-import { itest, waitFor, withTimeout, sleep, REPO } from '../lib/harness.mjs';
-import { startStack, DEFAULT_PERSON, JOB_PREFIX } from '../lib/stack.mjs';
-
-const CONSUMER = path.join(REPO, 'tests', 'peers', 'bull-consumer.mjs');
-const reEsc = (s) => String(s).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+import { itest } from '../lib/harness.mjs';
+import { boundDone } from '../lib/bind.mjs';
+import { startStack, DEFAULT_PERSON, echoMarks, reEsc, JOB_PREFIX } from '../lib/stack.mjs';
+import { startConsumer, assertNoSessionKeys } from '../lib/jobs.mjs';
 
 // --------------------------------------------------------------- helpers
-
-const consumers = new Set();
-process.on('exit', () => {
-	for (const c of consumers) try { c.proc.kill('SIGKILL'); } catch { /* gone */ }
-});
-
-/*
- * A real BullMQ Worker (tests/peers/bull-consumer.mjs) on the stack's
- * Redis; c.events collects its JSON lines.  Stopped when the test ends,
- * whatever happens (t.after), and at process exit as a last resort.
- */
-async function startConsumer(t, mod, port) {
-	if (!fs.existsSync(path.join(REPO, 'tests', 'peers', mod, 'node_modules', 'bullmq')))
-		throw new Error(`tests/peers/${mod}/node_modules is missing: run npm ci there (make deps)`);
-	const p = spawn(process.execPath, [CONSUMER, mod, String(port), 'ok'],
-	    { stdio: ['ignore', 'pipe', 'pipe'] });
-	const c = { proc: p, events: [], log: '', exited: false };
-	consumers.add(c);
-	let buf = '';
-	p.stdout.setEncoding('utf8').on('data', (d) => {
-		buf += d;
-		let i;
-		while ((i = buf.indexOf('\n')) >= 0) {
-			const line = buf.slice(0, i);
-			buf = buf.slice(i + 1);
-			if (line) c.events.push(JSON.parse(line));
-		}
-	});
-	p.stderr.setEncoding('utf8').on('data', (d) => { c.log += d; });
-	const gone = new Promise((resolve) => p.on('exit', () => { c.exited = true; resolve(); }));
-	c.stop = async () => {
-		if (!c.exited) {
-			p.kill('SIGTERM');
-			await withTimeout(gone, 5000, 'consumer exit').catch(() => p.kill('SIGKILL'));
-		}
-		consumers.delete(c);
-	};
-	t.after(() => c.stop());
-	await waitFor(() => {
-		if (c.exited) throw new Error(`consumer exited: ${c.log}`);
-		return c.events.some((e) => e.event === 'ready');
-	}, 15000, `${mod} Worker ready`);
-	c.version = c.events.find((e) => e.event === 'ready').version;
-	c.processed = () => c.events.filter((e) => e.event === 'process');
-	return c;
-}
-
-/* Answer every mark naiberd sends, as Twilio does once the audio before it played. */
-function echoMarks(s) {
-	s.ws.on('message', (data, isBinary) => {
-		if (isBinary) return;
-		let m;
-		try { m = JSON.parse(data.toString()); } catch { return; }
-		if (m.event === 'mark' && m.mark?.name && s.isOpen()) s.sendMark(m.mark.name).catch(() => {});
-	});
-}
-
-/* Every key matching pattern (SCAN, never KEYS). */
-async function scanKeys(redis, pattern) {
-	const out = [];
-	let cursor = '0';
-	do {
-		const [next, batch] = await redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', '1000');
-		out.push(...batch);
-		cursor = next;
-	} while (cursor !== '0');
-	return out;
-}
 
 /* The ISO timestamp (ms) at the start of the log line holding index i. */
 function lineTime(log, i) {
@@ -103,11 +31,7 @@ async function callEnded(d, callSid, since) {
 	return { ms: lineTime(d.log, m.index), reason: m[1] };
 }
 
-async function doneFor(d, callSid, since) {
-	const m = await d.waitLog(new RegExp(`worker (\\d+) call ${reEsc(callSid)} done: reason=(.+?) frames_in=(\\d+)`),
-	    15000, since);
-	return { pid: Number(m[1]), reason: m[2], framesIn: Number(m[3]) };
-}
+const doneFor = (d, callSid, since) => boundDone(d, callSid, { timeoutMs: 15000, since });
 
 // ----------------------------------------------------------------- tests
 
@@ -123,7 +47,7 @@ for (const [mod, verRx] of [['bullmq5', /^5\./], ['bullmq6', /^6\./]]) {
 	    'processed not before 3 s after the call ended', { timeout: 90000 }, async (t) => {
 		const st = await startStack({ workers: 2 });
 		const { d } = st;
-		const consumer = await startConsumer(t, mod, st.redis.port);
+		const consumer = await startConsumer(mod, st.redis.port, { t });
 		assert.match(consumer.version, verRx, `${mod} is BullMQ ${consumer.version}`);
 		const harold = await st.addPerson(FIRST_TIMER);
 		const mark = d.logMark();
@@ -166,11 +90,8 @@ for (const [mod, verRx] of [['bullmq5', /^5\./], ['bullmq6', /^6\./]]) {
 		}
 
 		// Both jobs processed and completed, once each.
-		await waitFor(() => consumer.events.filter((e) => e.event === 'completed').length >= calls.length,
-		    20000, `${calls.length} jobs completed`);
-		// Anything extra (a duplicate, a retry) would show within a moment.
-		await sleep(1500);
-		const procs = consumer.processed();
+		// Anything extra (a duplicate, a retry) would show within a moment (settleMs).
+		const procs = await consumer.waitCompleted(calls.length, { timeoutMs: 20000, settleMs: 1500 });
 		t.diagnostic(`${mod} ${consumer.version}: ${procs.length} jobs processed for ${calls.length} calls`);
 		assert.equal(procs.length, calls.length, `one job per call: ${JSON.stringify(procs.map((p) => p.data))}`);
 		assert.equal(consumer.events.filter((e) => e.event === 'failed').length, 0, 'no failed job');
@@ -211,7 +132,6 @@ for (const [mod, verRx] of [['bullmq5', /^5\./], ['bullmq6', /^6\./]]) {
 		assert.equal(await st.redis.call('GET', `${JOB_PREFIX}id`), String(calls.length));
 		for (const c of calls)
 			assert.ok(await st.redis.call('GET', `${JOB_PREFIX}de:${c.s.conversationId}`), 'dedup key set');
-		assert.deepEqual(await scanKeys(st.redis, 'session:*'), [], 'no session:* keys left');
-		assert.deepEqual(await scanKeys(st.redis, 'rag:*'), [], 'no rag:* keys left');
+		await assertNoSessionKeys(st.redis);
 	});
 }

@@ -19,68 +19,14 @@
 //   5. A spool file left when naiberd stopped is replayed by the next
 //      supervisor as soon as it reaches Redis.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { itest, startRedis, waitFor, withTimeout, sleep, hex, REPO } from '../lib/harness.mjs';
-import { startStack, DEFAULT_PERSON, JOB_PREFIX } from '../lib/stack.mjs';
-
-const CONSUMER = path.join(REPO, 'tests', 'peers', 'bull-consumer.mjs');
-const reEsc = (s) => String(s).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+import { itest, startRedis, waitFor, hex } from '../lib/harness.mjs';
+import { boundDone } from '../lib/bind.mjs';
+import { startStack, DEFAULT_PERSON, scanKeys, reEsc, JOB_PREFIX } from '../lib/stack.mjs';
+import { startConsumer } from '../lib/jobs.mjs';
 
 // --------------------------------------------------------------- helpers
-
-const consumers = new Set();
-process.on('exit', () => {
-	for (const c of consumers) try { c.proc.kill('SIGKILL'); } catch { /* gone */ }
-});
-
-/* A real BullMQ Worker on port; stopped when the test ends (t.after). */
-async function startConsumer(t, mod, port) {
-	if (!fs.existsSync(path.join(REPO, 'tests', 'peers', mod, 'node_modules', 'bullmq')))
-		throw new Error(`tests/peers/${mod}/node_modules is missing: run npm ci there (make deps)`);
-	const p = spawn(process.execPath, [CONSUMER, mod, String(port), 'ok'],
-	    { stdio: ['ignore', 'pipe', 'pipe'] });
-	const c = { proc: p, events: [], log: '', exited: false };
-	consumers.add(c);
-	let buf = '';
-	p.stdout.setEncoding('utf8').on('data', (d) => {
-		buf += d;
-		let i;
-		while ((i = buf.indexOf('\n')) >= 0) {
-			const line = buf.slice(0, i);
-			buf = buf.slice(i + 1);
-			if (line) c.events.push(JSON.parse(line));
-		}
-	});
-	p.stderr.setEncoding('utf8').on('data', (d) => { c.log += d; });
-	const gone = new Promise((resolve) => p.on('exit', () => { c.exited = true; resolve(); }));
-	c.stop = async () => {
-		if (!c.exited) {
-			p.kill('SIGTERM');
-			await withTimeout(gone, 5000, 'consumer exit').catch(() => p.kill('SIGKILL'));
-		}
-		consumers.delete(c);
-	};
-	t.after(() => c.stop());
-	await waitFor(() => {
-		if (c.exited) throw new Error(`consumer exited: ${c.log}`);
-		return c.events.some((e) => e.event === 'ready');
-	}, 15000, `${mod} Worker ready`);
-	c.processed = () => c.events.filter((e) => e.event === 'process');
-	return c;
-}
-
-async function scanKeys(redis, pattern) {
-	const out = [];
-	let cursor = '0';
-	do {
-		const [next, batch] = await redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', '1000');
-		out.push(...batch);
-		cursor = next;
-	} while (cursor !== '0');
-	return out;
-}
 
 /* A spool file as jobs_spool() writes it ({"prefix":"","data":{...}}). */
 function writeSpoolFile(dir, data, prefix = '') {
@@ -125,10 +71,9 @@ itest('Redis down at call end: the job is spooled; Redis back: replayed within 3
 
 	const tStop = Date.now();
 	await s.sendStop();
-	const dn = await d.waitLog(new RegExp(`worker (\\d+) call ${reEsc(call.callSid)} done: reason=(.+?) frames_in=(\\d+)`),
-	    15000, mark);
-	assert.equal(dn[2], 'stop');
-	assert.equal(Number(dn[3]), 20, 'frames_in: the call kept working without Redis');
+	const dn = await boundDone(d, call.callSid, { timeoutMs: 15000, since: mark });
+	assert.equal(dn.reason, 'stop');
+	assert.equal(dn.framesIn, 20, 'frames_in: the call kept working without Redis');
 	const tDone = Date.now();
 	assert.match(d.log.slice(mark), new RegExp(`callSid=${reEsc(call.callSid)} [^\\n]*post-call job spooled`));
 	assert.match(d.log.slice(mark), new RegExp(`jobs: conversation ${reEsc(conv)}: Redis unavailable \\([^)]*\\): ` +
@@ -168,9 +113,8 @@ itest('Redis down at call end: the job is spooled; Redis back: replayed within 3
 	assert.equal(jobs[0].opts.delay, 3000);
 
 	// A real Worker consumes it once.
-	const consumer = await startConsumer(t, 'bullmq5', port);
-	await waitFor(() => consumer.events.some((e) => e.event === 'completed'), 15000, 'the replayed job completed');
-	await sleep(1500);
+	const consumer = await startConsumer('bullmq5', port, { t });
+	await consumer.waitCompleted(1, { what: 'the replayed job completed', settleMs: 1500 });
 	const procs = consumer.processed();
 	assert.equal(procs.length, 1, `consumed once: ${JSON.stringify(procs.map((p) => p.data))}`);
 	assert.equal(procs[0].data.conversationId, conv);
@@ -236,8 +180,8 @@ itest('corrupt spool files are renamed .bad with a log line and never deleted; t
 	assert.doesNotMatch(d.log.slice(mark2), /corrupt spool file/);
 
 	// A real Worker takes the replayed job.
-	const consumer = await startConsumer(t, 'bullmq5', st.redis.port);
-	await waitFor(() => consumer.events.some((e) => e.event === 'completed'), 15000, 'the replayed job completed');
+	const consumer = await startConsumer('bullmq5', st.redis.port, { t });
+	await consumer.waitCompleted(1, { what: 'the replayed job completed' });
 	assert.equal(consumer.processed().length, 1);
 	assert.equal(consumer.processed()[0].data.conversationId, good2.conversationId);
 	assert.deepEqual(await scanKeys(st.redis, 'session:*'), []);
@@ -280,9 +224,8 @@ itest('worker killed while Redis is down: the supervisor spools the orphan\'s jo
 	    35000, 'the orphan\'s spooled job replayed', 100);
 	await d.waitLog(/spool: 1 post-call jobs replayed, 0 left/, 5000, mark2);
 	assert.deepEqual(fs.readdirSync(spool), []);
-	const consumer = await startConsumer(t, 'bullmq5', port);
-	await waitFor(() => consumer.events.some((e) => e.event === 'completed'), 15000, 'the job completed');
-	await sleep(1500);
+	const consumer = await startConsumer('bullmq5', port, { t });
+	await consumer.waitCompleted(1, { settleMs: 1500 });
 	assert.equal(consumer.processed().length, 1);
 	assert.deepEqual(consumer.processed()[0].data, sp.data);
 });
@@ -306,9 +249,8 @@ itest('Redis hung (SIGSTOP) at call end: the job is spooled after the timeout; R
 	let stopped = true;
 	t.after(() => { if (stopped) try { process.kill(st.redis.pid, 'SIGCONT'); } catch { /* gone */ } });
 	await s.sendStop();
-	const dn = await d.waitLog(new RegExp(`worker (\\d+) call ${reEsc(call.callSid)} done: reason=(.+?) frames_in=`),
-	    20000, mark);
-	assert.equal(dn[2], 'stop');
+	const dn = await boundDone(d, call.callSid, { timeoutMs: 20000, since: mark });
+	assert.equal(dn.reason, 'stop');
 	const wlog = d.log.slice(mark);
 	const outcome = new RegExp(`callSid=${reEsc(call.callSid)} [^\\n]*post-call job (\\S+)`).exec(wlog)?.[1] ??
 	    (/post-call steps did not finish/.test(wlog) ? 'timed out' : 'none');
@@ -329,9 +271,8 @@ itest('Redis hung (SIGSTOP) at call end: the job is spooled after the timeout; R
 	// is unreachable), printed for the record: did the clean-up land?
 	const left = [...await scanKeys(st.redis, 'session:*'), ...await scanKeys(st.redis, 'rag:*')];
 	t.diagnostic(`session keys left after Redis resumed: ${left.length ? left.join(' ') : 'none'}`);
-	const consumer = await startConsumer(t, 'bullmq5', st.redis.port);
-	await waitFor(() => consumer.events.some((e) => e.event === 'completed'), 15000, 'the job completed');
-	await sleep(1500);
+	const consumer = await startConsumer('bullmq5', st.redis.port, { t });
+	await consumer.waitCompleted(1, { settleMs: 1500 });
 	assert.equal(consumer.processed().length, 1);
 	assert.equal(consumer.processed()[0].data.conversationId, conv);
 });
@@ -352,8 +293,8 @@ itest('spooled jobs survive a naiberd restart: replayed as soon as the new super
 	const jobs = await st.postCallJobs();
 	assert.equal(jobs.length, 1);
 	assert.deepEqual(jobs[0].data, data);
-	const consumer = await startConsumer(t, 'bullmq6', st.redis.port);
-	await waitFor(() => consumer.events.some((e) => e.event === 'completed'), 15000, 'the job completed');
+	const consumer = await startConsumer('bullmq6', st.redis.port, { t });
+	await consumer.waitCompleted(1);
 	assert.equal(consumer.processed().length, 1);
 	assert.deepEqual(consumer.processed()[0].data, data);
 });

@@ -24,25 +24,30 @@
 // (true: insert DEFAULT_PERSON; an object: DEFAULT_PERSON with those fields;
 // false: nobody), waitReady (true: naiberd answers from Redis, and /ready
 // is 200 where it exists), twilio ({}: extra startFakeTwilio options, e.g.
-// expect).  Any other option goes to startNaiberd (port, drainTimeout,
-// confText, ...).
+// expect), pg (null: a fresh PostgreSQL; else an existing startPostgres()
+// instance, e.g. one per test file, that the stack uses but never stops;
+// person is then inserted into it as usual, so pass false after the
+// first stack), ca (null: a fresh test CA; else an existing makeTestCA()
+// result, not removed by the stack).  Any other option goes to
+// startNaiberd (port, drainTimeout, confText, ...).
 //
 // Returns st = {d, redis, pg, el, tw, ca, env, addPerson, placeCall,
-// openStream, restart, stop}:
+// openStream, startInstance, restart, stop}:
 //   addPerson(p)     INSERT the person and their summaries (newest first),
 //                    conditions and medications; resolves to the full record.
-//   placeCall({phone, callType, health, body})
+//   placeCall({phone, callType, health, body, d})
 //                    POST /call (or /call/health-check when health or
-//                    callType === 'health_check'); the stored call:{sid}
-//                    context is read back: {callSid, nonce, ctx, phone,
-//                    callType}.
+//                    callType === 'health_check') to instance d (st.d);
+//                    the stored call:{sid} context is read back:
+//                    {callSid, nonce, ctx, phone, callType}.
 //   openStream(call, {waitConversation, since, timeoutMs, nonce, callType,
-//       customParameters, afterStart, echoMarks, ...options of d.stream()})
-//                    the Twilio stream for `call`, signed, `connected` +
+//       customParameters, afterStart, echoMarks, d, ...options of d.stream()})
+//                    the Twilio stream for `call` on instance d (st.d),
+//                    signed, `connected` +
 //                    `start` sent with the call's nonce (then
 //                    `await afterStart(s)` if given; echoMarks: every mark
 //                    naiberd sends is echoed at once, as Twilio does when
-//                    nothing is left to play, names in s.marksEchoed);
+//                    nothing is left to play, see echoMarks below);
 //                    resolves once the
 //                    worker logged "elevenlabs: conversation <id>" for the
 //                    callSid (or, waitConversation false, once bound).
@@ -50,12 +55,26 @@
 //                    the conversation s.conversationId, s.formats {in, out},
 //                    s.elConv (the fake's conversation record).  A refused
 //                    stream or a call that ends before its conversation is
-//                    up rejects with the reason.
+//                    up rejects with the reason.  Where the fake
+//                    ElevenLabs reuses a conversation id, s.elConv is the
+//                    newest conversation with it that is still open.
+//   startInstance(opts)
+//                    a second naiberd on the stack's environment (the same
+//                    Redis, PostgreSQL, fakes and credentials) with its own
+//                    port, temp dir and spool directory; opts are those of
+//                    startNaiberd (workers and maxCalls: the stack's).
+//                    Resolves once it is ready (as waitReady); stopped at
+//                    the end of the test.
 //   restart(opts)    stop naiberd (SIGTERM, bounded) and start it again on
 //                    the same port with the same environment (opts.env over
 //                    it); st.d is the new instance.
 //   postCallJobs()   the post-call BullMQ job hashes in Redis, parsed.
 //   stop()           stop everything now (idempotent).
+//
+// Also exported: echoMarks(s) (answer every mark on a stream at once, as
+// Twilio does with nothing left to play: names in s.marksEchoed, {name, t}
+// in s.marks, t taken before the echo is sent), scanKeys(redis, pattern)
+// (SCAN, never KEYS), postCallJobs(redis), personSql(p), sqlLit(v), reEsc(s).
 //
 // Everything is also stopped at the end of the test, failed or not, by the
 // harness's per-test cleanup (see deferToScope below); PostgreSQL by
@@ -92,7 +111,7 @@ export const DEFAULT_PERSON = Object.freeze({
 	medications: [{ name: 'ibuprofen', dosage: '200 mg', frequency: 'as needed', isActive: true }],
 });
 
-const reEsc = (s) => String(s).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+export const reEsc = (s) => String(s).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 // ------------------------------------------------------------------- SQL
 
@@ -145,19 +164,26 @@ export function personSql(p) {
 
 export const JOB_PREFIX = 'bull:post-call-processing:';
 
+/* Every key matching pattern (SCAN, never KEYS). */
+export async function scanKeys(redis, pattern) {
+	const out = [];
+	let cursor = '0';
+	do {
+		const [next, batch] = await redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', '1000');
+		out.push(...batch);
+		cursor = next;
+	} while (cursor !== '0');
+	return out;
+}
+
 /*
  * Every job hash of the post-call queue in Redis (SCAN, never KEYS):
  * [{id, key, name, data, opts (parsed JSON), timestamp, delay, hash}],
  * by id.
  */
 export async function postCallJobs(redis) {
-	const keys = new Set();
-	let cursor = '0';
-	do {
-		const [next, batch] = await redis.call('SCAN', cursor, 'MATCH', `${JOB_PREFIX}*`, 'COUNT', '1000');
-		for (const k of batch) if (/^\d+$/.test(k.slice(JOB_PREFIX.length))) keys.add(k);
-		cursor = next;
-	} while (cursor !== '0');
+	const keys = new Set((await scanKeys(redis, `${JOB_PREFIX}*`))
+	    .filter((k) => /^\d+$/.test(k.slice(JOB_PREFIX.length))));
 	const jobs = [];
 	for (const key of keys) {
 		const flat = await redis.call('HGETALL', key);
@@ -168,6 +194,28 @@ export async function postCallJobs(redis) {
 		    opts: parse(hash.opts), timestamp: Number(hash.timestamp), delay: Number(hash.delay), hash });
 	}
 	return jobs.sort((a, b) => Number(a.id) - Number(b.id));
+}
+
+// ------------------------------------------------------------ streams
+
+/*
+ * Answer every mark naiberd sends on stream s at once, as Twilio does when
+ * nothing is left to play: names in s.marksEchoed, {name, t} in s.marks
+ * (t taken before the echo is sent).
+ */
+export function echoMarks(s) {
+	s.marksEchoed ??= [];
+	s.marks ??= [];
+	s.ws.on('message', (data, isBinary) => {
+		if (isBinary) return;
+		let m;
+		try { m = JSON.parse(data.toString()); } catch { return; }
+		if (m?.event === 'mark' && typeof m.mark?.name === 'string' && s.isOpen()) {
+			s.marksEchoed.push(m.mark.name);
+			s.marks.push({ name: m.mark.name, t: Date.now() });
+			s.sendMark(m.mark.name).catch(() => {});
+		}
+	});
 }
 
 // ---------------------------------------------------------- cleanup hook
@@ -195,7 +243,7 @@ function deferToScope(tw, isLast, fn) {
 export async function startStack(opts = {}) {
 	const {
 		workers = 2, maxCalls = 10, env: envOver = {}, args = [], eleven = {}, openaiUrl = null,
-		person = true, waitReady = true, twilio: twOpts = {}, ...rest
+		person = true, waitReady = true, twilio: twOpts = {}, pg: givenPg = null, ca: givenCa = null, ...rest
 	} = opts;
 
 	const accountSid = envOver.TWILIO_ACCOUNT_SID ?? 'AC00000000000000000000000000000000';
@@ -213,7 +261,7 @@ export async function startStack(opts = {}) {
 		released ??= (async () => {
 			const jobs = [];
 			if (st.el) jobs.push(withTimeout(st.el.close(), 5000, 'fake ElevenLabs close').catch(() => {}));
-			if (st.pg) jobs.push(st.pg.stop().catch(() => {}));
+			if (st.pg && st.pg !== givenPg) jobs.push(st.pg.stop().catch(() => {}));
 			await Promise.all(jobs);
 			if (caDir) fs.rmSync(caDir, { recursive: true, force: true });
 		})();
@@ -228,10 +276,14 @@ export async function startStack(opts = {}) {
 	try {
 		const [redis, pg, el] = await Promise.allSettled([
 			startRedis(),
-			startPostgres(),
+			givenPg ?? startPostgres(),
 			(async () => {
-				caDir = fs.mkdtempSync(path.join(os.tmpdir(), 'naiberd-stack-ca-'));
-				st.ca = makeTestCA(caDir);
+				if (givenCa) {
+					st.ca = givenCa;
+				} else {
+					caDir = fs.mkdtempSync(path.join(os.tmpdir(), 'naiberd-stack-ca-'));
+					st.ca = makeTestCA(caDir);
+				}
 				return startFakeEleven({ cert: st.ca.cert, key: st.ca.key, agentId: AGENT_ID, ...eleven });
 			})(),
 		]);
@@ -307,7 +359,7 @@ export async function startStack(opts = {}) {
 		throw e;
 	}
 
-	st.placeCall = async ({ phone, callType, health = false, body } = {}) => {
+	st.placeCall = async ({ phone, callType, health = false, body, d = st.d } = {}) => {
 		const p = health || callType === 'health_check' ? '/call/health-check' : '/call';
 		let b = body;
 		if (b === undefined && (phone !== undefined || (callType !== undefined && p === '/call'))) {
@@ -315,7 +367,7 @@ export async function startStack(opts = {}) {
 			if (phone !== undefined) b.phone = phone;
 			if (callType !== undefined && p === '/call') b.callType = callType;
 		}
-		const r = await apiPost(st.d, p, b, { timeoutMs: 15000 });
+		const r = await apiPost(d, p, b, { timeoutMs: 15000 });
 		if (r.status !== 200 || r.json?.success !== true || typeof r.json?.callSid !== 'string')
 			throw new Error(`POST ${p} ${JSON.stringify(b)}: ${r.status} ${r.body}`);
 		const callSid = r.json.callSid;
@@ -330,9 +382,8 @@ export async function startStack(opts = {}) {
 	st.openStream = async (call, o = {}) => {
 		const {
 			waitConversation = true, since, timeoutMs = 10000, nonce, callType, customParameters,
-			afterStart, echoMarks = false, ...streamOpts
+			afterStart, echoMarks: echo = false, d = st.d, ...streamOpts
 		} = o;
-		const d = st.d;
 		const params = customParameters ?? {
 			call_type: callType ?? call.callType ?? call.ctx?.callType ?? 'general',
 			nonce: nonce ?? call.nonce,
@@ -341,18 +392,7 @@ export async function startStack(opts = {}) {
 		s.call = call;
 		s.nonce = params.nonce;
 		s.marksEchoed = [];
-		if (echoMarks) {
-			// As Twilio does with nothing left to play: every mark comes back at once.
-			s.ws.on('message', (data, isBinary) => {
-				if (isBinary) return;
-				let m;
-				try { m = JSON.parse(data.toString()); } catch { return; }
-				if (m?.event === 'mark' && typeof m.mark?.name === 'string' && s.isOpen()) {
-					s.marksEchoed.push(m.mark.name);
-					s.sendMark(m.mark.name).catch(() => {});
-				}
-			});
-		}
+		if (echo) echoMarks(s);
 		await s.opened;
 		const mark = since ?? d.logMark();
 		await s.sendConnected();
@@ -381,9 +421,19 @@ export async function startStack(opts = {}) {
 		s.workerPid ??= m.pid;
 		s.conversationId = m.id;
 		s.formats = { in: m.fin, out: m.fout };
-		s.elConv = await st.el.waitFor((el) => el.conversations.find((c) => c.id === m.id), 5000,
-		    `fake ElevenLabs conversation ${m.id}`);
+		s.elConv = await st.el.waitFor((el) => {
+			// A reused id (the fake may be told to reuse one): the newest still open.
+			const same = el.conversations.filter((c) => c.id === m.id);
+			return same.findLast((c) => c.state !== 'closed') ?? same[0];
+		}, 5000, `fake ElevenLabs conversation ${m.id}`);
 		return s;
+	};
+
+	st.startInstance = async (o = {}) => {
+		const { NAIBER_SPOOL_DIR: _own, ...env } = st.env;
+		const d = await startNaiberd({ workers, maxCalls, ...o, env: { ...env, ...(o.env ?? {}) } });
+		if (waitReady) await ready(d);
+		return d;
 	};
 
 	st.restart = async (o = {}) => {
