@@ -170,7 +170,7 @@ lint-man: $(B)/naiberd
 	mandoc -Tlint -W warning man/naiberd.8 man/naiberd.conf.5
 	sh tests/check-man.sh $(B)/naiberd man/naiberd.8 man/naiberd.conf.5
 
-check: all unit lint-man integ
+check: all unit lint-man fuzz-regress integ
 
 demo: deps all
 	node tests/demo/demo.mjs

@@ -601,8 +601,8 @@ test_file_syntax(void **state)
 	assert_string_equal(c->phone_number, "+1 555 0100");
 	assert_string_equal(c->elevenlabs_voice_id, "a=b # not a comment");
 	assert_string_equal(c->spool_dir, "/var/tmp/spool");
-	/* An empty quoted value leaves the setting unset. */
-	assert_null(c->prompts_dir);
+	/* An empty quoted value counts as not set: the default stays. */
+	assert_string_equal(c->prompts_dir, "/usr/local/share/naiberd/prompts");
 	assert_string_equal(c->log_level, "DEBUG");
 	/* A lone or unbalanced quote is kept as text. */
 	assert_string_equal(c->user, "\"");
