@@ -223,3 +223,10 @@ check-asan: $(B)/asan/naiberd $(B)/jobs_cli
 
 include tests/fuzz/fuzz.mk
 include tests/bench/bench.mk
+
+# Smaller benchmarks behind the figures in the issue notes.
+bench-call: $(B)/naiberd
+	NAIBERD=$(CURDIR)/$(B)/naiberd node tests/bench/call_rt.mjs 500
+
+bench-setup: $(B)/naiberd
+	NAIBERD=$(CURDIR)/$(B)/naiberd node tests/bench/setup.mjs 30
