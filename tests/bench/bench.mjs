@@ -1,0 +1,688 @@
+#!/usr/bin/env node
+// bench.mjs - the driver behind `make bench` (DESIGN section 11).
+//
+// Starts a real redis-server and a real PostgreSQL (tests/lib/pg.sh through
+// pg.mjs) in temporary directories, one person per concurrent call slot
+// (id "bu<i>", phone +1555<i>), then for each concurrency N: a fresh
+// build/naiberd (-w/-m sized for N, --log-level info, log to a file) and
+// build/loadgen, which plays both Twilio (N signed Media Streams, 20 ms
+// media each way) and ElevenLabs (signed-URL endpoint + ConvAI WebSocket,
+// plain http:// and ws:// on loopback).  The load generator is the only
+// peer: instead of POST /call + a fake Twilio REST API, the driver writes
+// each call's `call:{sid}` context (callType, phone, nonce, createdAt and
+// the firstMessage a PREPARE worker would have stored while the phone rang)
+// and `call_type:{sid}` straight into Redis, exactly as the supervisor
+// would.  Calls start at BENCH_RAMP per second; only the steady-state window
+// (BENCH_SECONDS) is measured.
+//
+// Output: one JSON line per N and a summary JSON line on stdout, a table on
+// stderr, and tests/bench/RESULTS.md (re)written with the figures, the
+// command lines, the machine and the date.
+//
+// Levels run in increasing N; once a level collapses (more than 5% of the
+// calls failed, or p99 above 500 ms) higher ones are skipped, and the
+// largest passing N is then narrowed down by bisection (BENCH_REFINE steps)
+// as long as the time budget allows.  Before each level the driver waits
+// (bounded) for the machine to be quiet, and reports the background load.
+//
+// Environment (all optional):
+//   BENCH_CALLS    levels, default "1 50 200 500 900 1200"
+//   BENCH_SECONDS  steady-state window per level, default 60
+//   BENCH_RAMP     calls started per second, default 50
+//   BENCH_SETTLE   seconds between the last setup and the window, default 2
+//   BENCH_WORKERS  idle pool (-w), default 32 (-m is N + 64)
+//   BENCH_BUDGET   seconds for the whole run, default 840; BENCH_REFINE 2
+//   BENCH_QUICKACK=1  the fake ElevenLabs ACKs every read at once (hides a
+//                  missing TCP_NODELAY in naiberd; off by default)
+//   BENCH_LOADGEN_PRIO fifo (default: chrt -f 10), nice (-10) or none
+//   BENCH_QUIET_WAIT / BENCH_QUIET_CORES  wait up to 60 s for < 0.2 busy cores
+//   BENCH_PERF=N   perf record (DWARF call graphs) the supervisor and 8
+//                  workers for 10 s inside level N's window
+//   BENCH_RESULTS  output file (default tests/bench/RESULTS.md; "-" = none)
+//   BENCH_KEEP=1   keep the per-level directories (logs, calls, perf.data)
+//   NAIBERD, LOADGEN  the binaries (default build/naiberd, build/loadgen)
+
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { startPostgres } from '../lib/pg.mjs';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const NAIBERD = process.env.NAIBERD ?? path.join(REPO, 'build', 'naiberd');
+const LOADGEN = process.env.LOADGEN ?? path.join(REPO, 'build', 'loadgen');
+const LEVELS = (process.env.BENCH_CALLS ?? '1 50 200 500 900 1200')
+	.split(/[\s,]+/).filter(Boolean).map(Number);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
+const RAMP = Number(process.env.BENCH_RAMP ?? 50);
+const WORKERS = Number(process.env.BENCH_WORKERS ?? 32);
+const SETTLE = Number(process.env.BENCH_SETTLE ?? 2);
+const RESULTS = process.env.BENCH_RESULTS ?? path.join(REPO, 'tests', 'bench', 'RESULTS.md');
+const PERF = Number(process.env.BENCH_PERF ?? 0);
+const QUICKACK = process.env.BENCH_QUICKACK === '1';
+// The load generator stands for peers on other machines: by default it
+// runs SCHED_FIFO (chrt -f 10) so naiberd's load does not delay its own
+// clock (a woken worker cannot preempt it).  BENCH_LOADGEN_PRIO=nice
+// (nice -n -10) or none.  The kernel's RT throttling still bounds it.
+const LG_PRIO = process.env.BENCH_LOADGEN_PRIO ?? 'fifo';
+const LG_PREFIX = LG_PRIO === 'fifo' ? ['chrt', '-f', '10'] : LG_PRIO === 'nice' ? ['nice', '-n', '-10'] : [];
+const QUIET_WAIT = Number(process.env.BENCH_QUIET_WAIT ?? 60);
+const QUIET_CORES = Number(process.env.BENCH_QUIET_CORES ?? 0.2);
+const TARGET_P99_US = 5000;
+const BUDGET = Number(process.env.BENCH_BUDGET ?? 840);	// seconds for the whole run
+const REFINE = Number(process.env.BENCH_REFINE ?? 2);
+const skipped = [];
+
+/* A level so far gone that higher ones can only be worse. */
+function collapseOf(r) {
+	return Boolean(r.error) || (r.failed ?? 0) > 0.05 * r.calls ||
+	    (r.up?.p99_us ?? 0) > 500000 || (r.down?.p99_us ?? 0) > 500000 ||
+	    (r.set_up ?? 0) < 0.9 * r.calls;
+}
+const STREAM_URL = 'wss://bench.invalid/outbound-media-stream';
+
+const hex = (n) => randomBytes(n).toString('hex');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (s) => process.stderr.write(`bench: ${s}\n`);
+
+for (const [what, f] of [['naiberd', NAIBERD], ['loadgen', LOADGEN]]) {
+	if (!fs.existsSync(f)) {
+		console.error(`bench: ${f} missing: run make (naiberd) / make build/loadgen`);
+		process.exit(1);
+	}
+	void what;
+}
+if (!LEVELS.length || LEVELS.some((n) => !Number.isInteger(n) || n < 1) ||
+    !(SECONDS > 0) || !(RAMP > 0)) {
+	console.error('bench: BENCH_CALLS must be positive integers, BENCH_SECONDS and BENCH_RAMP > 0');
+	process.exit(2);
+}
+const MAXN = Math.max(...LEVELS);
+
+// Every child gets the hard file-descriptor limit: 1200 calls need
+// several thousand descriptors in naiberd's supervisor and in loadgen.
+const UL = 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"';
+function spawnUl(cmd, args, opts) {
+	return spawn('sh', ['-c', UL, 'sh', cmd, ...args], opts);
+}
+const fdLimit = spawnSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim();
+
+function freePort() {
+	return new Promise((resolve, reject) => {
+		const s = net.createServer();
+		s.on('error', reject);
+		s.listen(0, '127.0.0.1', () => {
+			const { port } = s.address();
+			s.close(() => resolve(port));
+		});
+	});
+}
+
+function pidAlive(pid) {
+	try { process.kill(pid, 0); } catch { return false; }
+	try {
+		const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+		const s = st[st.lastIndexOf(')') + 2];
+		return s !== 'Z' && s !== 'X';
+	} catch { return false; }
+}
+
+function childrenOf(pid) {
+	const out = [];
+	try {
+		for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+			const s = fs.readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8');
+			for (const w of s.split(/\s+/)) if (w) out.push(Number(w));
+		}
+	} catch { /* gone */ }
+	return out;
+}
+
+function procCpuS(pid) {
+	try {
+		const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+		const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+		return (Number(f[11]) + Number(f[12])) / 100;
+	} catch { return NaN; }
+}
+
+/* Busy CPUs (cores) of the whole machine over `ms`, from /proc/stat. */
+function statBusy() {
+	const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+	return { busy: f[0] + f[1] + f[2] + f[5] + f[6] + f[7], all: f.slice(0, 8).reduce((a, b) => a + b, 0) };
+}
+async function busyCores(ms) {
+	const a = statBusy();
+	await sleep(ms);
+	const b = statBusy();
+	return (b.busy - a.busy) / 100 / (ms / 1000);
+}
+
+/*
+ * Other work on the machine skews every figure: before a level, wait
+ * (up to BENCH_QUIET_WAIT seconds) until less than BENCH_QUIET_CORES of
+ * CPU is busy; the background load found is reported with the level.
+ */
+async function waitQuiet() {
+	const end = Date.now() + QUIET_WAIT * 1000;
+	let b;
+	for (;;) {
+		b = await busyCores(1000);
+		if (b <= QUIET_CORES || Date.now() >= end) break;
+		log(`machine busy (${b.toFixed(2)} cores used by other processes): waiting for it to calm down`);
+		await sleep(2000);
+	}
+	return Math.round(b * 1000) / 1000;
+}
+
+const pct = (a, p) => {
+	if (!a.length) return null;
+	const s = [...a].sort((x, y) => x - y);
+	return s[Math.min(s.length - 1, Math.floor(p / 100 * s.length))];
+};
+
+// ------------------------------------------------------------ the peers
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'naiberd-bench-'));
+const cleanups = [];
+async function cleanupAll() {
+	while (cleanups.length) {
+		try { await cleanups.pop()(); } catch (e) { log(`cleanup: ${e.message}`); }
+	}
+	if (process.env.BENCH_KEEP) log(`kept ${tmp}`);
+	else fs.rmSync(tmp, { recursive: true, force: true });
+}
+for (const sig of ['SIGINT', 'SIGTERM']) {
+	process.on(sig, async () => { log(`${sig}: cleaning up`); await cleanupAll(); process.exit(130); });
+}
+
+async function startRedis() {
+	const port = await freePort();
+	const dir = path.join(tmp, 'redis');
+	fs.mkdirSync(dir);
+	const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
+		'--appendonly', 'no', '--dir', dir, '--daemonize', 'no',
+		'--protected-mode', 'no', '--maxclients', '15000', '--loglevel', 'warning'];
+	const p = spawnUl('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] });
+	cleanups.push(async () => { p.kill('SIGKILL'); });
+	for (let i = 0; i < 100; i++) {
+		const r = spawnSync('redis-cli', ['-p', String(port), 'PING'], { encoding: 'utf8' });
+		if (r.stdout?.trim() === 'PONG') {
+			// spawnUl: the shell exec()s redis-server, so the pid is its own.
+			return { port, pid: p.pid, cmd: `redis-server ${args.join(' ')}` };
+		}
+		await sleep(50);
+	}
+	throw new Error('redis-server did not answer PING');
+}
+
+function redisPipe(port, cmds) {
+	const enc = (argv) => `*${argv.length}\r\n` +
+	    argv.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('');
+	const r = spawnSync('redis-cli', ['-p', String(port), '--pipe'],
+	    { input: cmds.map(enc).join(''), encoding: 'utf8', maxBuffer: 64 << 20 });
+	if (r.status !== 0 || !/errors: 0,/.test(r.stdout))
+		throw new Error(`redis-cli --pipe: ${r.stdout} ${r.stderr}`);
+}
+
+// ------------------------------------------------------------- machine
+
+function machine() {
+	const cpu = fs.readFileSync('/proc/cpuinfo', 'utf8');
+	const model = /^model name\s*:\s*(.*)$/m.exec(cpu)?.[1] ?? 'unknown';
+	const mem = /^MemTotal:\s*(\d+) kB/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))?.[1];
+	return {
+		nproc: Number(execFileSync('nproc', { encoding: 'utf8' }).trim()),
+		cpu: model,
+		mem_gib: mem ? Math.round(Number(mem) / 1048576 * 10) / 10 : null,
+		kernel: `${os.type()} ${os.release()}`,
+		host: os.hostname(),
+		fd_hard_limit: Number(fdLimit) || fdLimit,
+	};
+}
+
+// --------------------------------------------------------------- a level
+
+function personPhone(i) { return '+1555' + String(i).padStart(7, '0'); }
+
+async function runLevel(N, ctx) {
+	const { redis, pg, elPort, token, apiToken } = ctx;
+	const label = `n${N}`;
+	const dir = path.join(tmp, label);
+	fs.mkdirSync(dir);
+	fs.mkdirSync(path.join(dir, 'spool'), { mode: 0o700 });
+	const conf = path.join(dir, 'naiberd.conf');
+	fs.writeFileSync(conf, '', { mode: 0o600 });
+
+	// The calls: what POST /call would have stored (plus the prepared
+	// first message), one person per call slot.
+	redisPipe(redis.port, [['FLUSHALL']]);
+	const lines = [];
+	const cmds = [];
+	const created = new Date().toISOString();
+	for (let i = 0; i < N; i++) {
+		const sid = 'CA' + hex(16), ssid = 'MZ' + hex(16), nonce = hex(16);
+		lines.push(`${sid} ${ssid} ${nonce}`);
+		const c = { callType: 'general', phone: personPhone(i), nonce, createdAt: created,
+			firstMessage: `Good morning, Person ${i}! It's nAIber. How are you today?` };
+		cmds.push(['SET', `call_type:${sid}`, 'general', 'EX', '3600']);
+		cmds.push(['SET', `call:${sid}`, JSON.stringify(c), 'EX', '3600']);
+	}
+	redisPipe(redis.port, cmds);
+	const callsFile = path.join(dir, 'calls.txt');
+	fs.writeFileSync(callsFile, lines.join('\n') + '\n');
+
+	const port = await freePort();
+	const workers = Math.min(WORKERS, N + 8);
+	const maxCalls = Math.max(N + 64, workers);
+	const env = {
+		PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C',
+		TWILIO_ACCOUNT_SID: 'AC00000000000000000000000000000000',
+		TWILIO_AUTH_TOKEN: token, TWILIO_NUMBER: '+15550001111',
+		TWILIO_API_BASE: `http://127.0.0.1:${elPort}`,
+		ELEVENLABS_API_KEY: 'bench-key', ELEVENLABS_AGENT_ID: 'agent_bench',
+		ELEVENLABS_BASE_URL: `http://127.0.0.1:${elPort}`,
+		DATABASE_URL: pg.url, REDIS_URL: `redis://127.0.0.1:${redis.port}`,
+		STREAM_URL, TWILIO_URL: 'https://bench.invalid', NAIBER_API_TOKEN: apiToken,
+		PHONE_NUMBER: personPhone(0),
+		NAIBER_SPOOL_DIR: path.join(dir, 'spool'),
+		NAIBER_PROMPTS_DIR: path.join(REPO, 'prompts'),
+	};
+	const nArgs = ['-c', conf, '-l', '127.0.0.1', '-p', String(port), '-w', String(workers),
+		'-m', String(maxCalls), '--log-level', 'info'];
+	const logFile = path.join(dir, 'naiberd.log');
+	const logFd = fs.openSync(logFile, 'w');
+	const sv = spawnUl(NAIBERD, nArgs, { env, cwd: dir, stdio: ['ignore', logFd, logFd] });
+	fs.closeSync(logFd);
+	let svExit = null;
+	sv.on('exit', (code, signal) => { svExit = { code, signal }; });
+	const svPid = sv.pid;	// sh exec()s naiberd: same pid
+	const killAll = () => {
+		for (const c of childrenOf(svPid)) { try { process.kill(c, 'SIGKILL'); } catch { /* gone */ } }
+		try { process.kill(svPid, 'SIGKILL'); } catch { /* gone */ }
+	};
+	cleanups.push(async () => killAll());
+
+	for (let i = 0; ; i++) {
+		if (svExit) throw new Error(`naiberd exited at start: ${JSON.stringify(svExit)}\n${fs.readFileSync(logFile, 'utf8')}`);
+		if (/listening on/.test(fs.readFileSync(logFile, 'utf8'))) break;
+		if (i > 200) throw new Error('naiberd did not start listening in 10 s');
+		await sleep(50);
+	}
+	// Wait for the idle pool to be forked.
+	for (let i = 0; i < 100 && childrenOf(svPid).length < workers; i++) await sleep(50);
+
+	const background = await waitQuiet();
+	const lArgs = ['-p', String(port), '-e', String(elPort), '-f', callsFile, '-t', token,
+		'-u', STREAM_URL, '-s', String(SECONDS), '-r', String(RAMP), '-S', String(SETTLE),
+		'-P', String(svPid), '-l', label, ...(QUICKACK ? ['-q'] : [])];
+	const peerCpu0 = { redis: procCpuS(redis.pid) };
+	const lgCmd = [...LG_PREFIX, LOADGEN, ...lArgs];
+	const lg = spawnUl(lgCmd[0], lgCmd.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+	let out = '';
+	lg.stdout.setEncoding('utf8').on('data', (d) => { out += d; });
+
+	// Optional profile of the supervisor and one busy worker.
+	let perf = null;
+	if (PERF && N === PERF) perf = startPerf(svPid, N, dir);
+	// A hung load generator must not hang the run.
+	const lgTimer = setTimeout(() => { log(`loadgen N=${N} overran: killed`); lg.kill('SIGKILL'); },
+	    (N / RAMP + SETTLE + SECONDS + 120) * 1000);
+
+	const lgExit = await new Promise((r) => lg.on('exit', (code, signal) => r({ code, signal })));
+	clearTimeout(lgTimer);
+	const perfOut = perf ? await perf : null;
+	const peerCpu = { redis_s: Math.round((procCpuS(redis.pid) - peerCpu0.redis) * 100) / 100 };
+	const crashedDuring = svExit;
+
+	// Stop naiberd: SIGTERM drains (no calls left), then make sure.
+	try { process.kill(svPid, 'SIGTERM'); } catch { /* gone */ }
+	for (let i = 0; i < 100 && !svExit; i++) await sleep(100);
+	killAll();
+
+	let res;
+	try {
+		res = JSON.parse(out.trim().split('\n').pop());
+	} catch {
+		res = { label, calls: N, error: `loadgen produced no result (exit ${JSON.stringify(lgExit)})` };
+	}
+	const text = fs.readFileSync(logFile, 'utf8');
+	const hand = [...text.matchAll(/accepted stream \(handoff (\d+) us, channel (\d+) us\)/g)];
+	const hus = hand.map((m) => Number(m[1]));
+	const cus = hand.map((m) => Number(m[2]));
+	res.handoff_us = { n: hus.length, p50: pct(hus, 50), p99: pct(hus, 99), max: hus.length ? Math.max(...hus) : null,
+		channel_p50: pct(cus, 50), channel_p99: pct(cus, 99) };
+	const done = [...text.matchAll(/call (CA[0-9a-f]+) done: reason=(.+?) frames_in=/g)];
+	const reasons = {};
+	for (const m of done) reasons[m[2]] = (reasons[m[2]] ?? 0) + 1;
+	res.naiberd = {
+		calls_done: done.length, done_reasons: reasons,
+		warnings: (text.match(/\bWARN|warn(ing)?:/gi) ?? []).length,
+		worker_deaths: (text.match(/died|killed by signal|exited with status [1-9]/g) ?? []).length,
+		supervisor_exit_during_run: crashedDuring,
+		workers: workers, max_calls: maxCalls,
+	};
+	// A few distinct warning lines, for the report.
+	const warnLines = [...new Set(text.split('\n').filter((l) => /warn|error|died|panic|refused|capacity/i.test(l))
+		.map((l) => l.replace(/^\S+\s+\S+\s+/, '').replace(/\b(CA|MZ)[0-9a-f]{32}\b/g, '$1…').replace(/\[\d+\]/g, '[…]').replace(/\d+/g, 'N')))].slice(0, 8);
+	res.naiberd.warning_samples = warnLines;
+	res.peers_cpu = peerCpu;
+	res.background_cores_before = background;
+	if (perfOut) res.perf = perfOut;
+	res.cmd = {
+		naiberd: `${path.relative(REPO, NAIBERD)} ${nArgs.join(' ').replace(tmp, '$TMP')}`,
+		loadgen: `${LG_PREFIX.length ? LG_PREFIX.join(' ') + ' ' : ''}${path.relative(REPO, LOADGEN)} ${lArgs.join(' ').replace(tmp, '$TMP')}`,
+	};
+	res.meets_target = meets(res);
+	if (!process.env.BENCH_KEEP) fs.rmSync(dir, { recursive: true, force: true });
+	else log(`kept ${dir}`);
+	return res;
+}
+
+function meets(r) {
+	return !r.error && r.failed === 0 && r.set_up === r.calls &&
+	    r.up?.p99_us < TARGET_P99_US && r.down?.p99_us < TARGET_P99_US &&
+	    r.up?.lost === 0 && r.down?.lost === 0 &&
+	    r.up?.gaps_after_setup === 0 && r.down?.gaps_after_setup === 0 &&
+	    r.up?.misrouted === 0 && r.down?.misrouted === 0 &&
+	    r.up?.received > 0 && r.down?.received > 0;
+}
+
+// perf: the supervisor and a few busy workers, 10 s inside the window,
+// with DWARF call graphs; self and inclusive top symbols.
+async function startPerf(svPid, N, dir) {
+	const which = spawnSync('sh', ['-c', 'command -v perf'], { encoding: 'utf8' });
+	if (which.status !== 0) return { error: 'perf not installed' };
+	// Wait until the ramp is done and the window has begun.
+	await sleep((N / RAMP + SETTLE + 8) * 1000);
+	const kids = childrenOf(svPid);
+	// The oldest children got the first calls; 8 busy workers + supervisor.
+	const pids = [svPid, ...kids.slice(0, 8)];
+	const f = path.join(dir, 'perf.data');
+	await new Promise((resolve) => {
+		const p = spawn('perf', ['record', '-q', '--call-graph', 'dwarf,8192', '-F', '499', '-o', f,
+			'-p', pids.join(','), '--', 'sleep', '10'], { stdio: 'ignore' });
+		p.on('exit', resolve);
+		p.on('error', resolve);
+	});
+	const rep = (args) => {
+		const r = spawnSync('perf', ['report', '-i', f, '--stdio', ...args],
+		    { encoding: 'utf8', maxBuffer: 64 << 20 });
+		return (r.stdout ?? '').split('\n').filter((l) => /^\s+\d+\.\d+%/.test(l))
+		    .slice(0, 30).map((l) => l.replace(/\s+-\s+-\s*$/, '').trimEnd());
+	};
+	return {
+		pids: pids.length,
+		self: rep(['--no-children', '--sort', 'dso,symbol', '-g', 'none', '--percent-limit', '1']),
+		inclusive: rep(['--children', '--sort', 'symbol', '-g', 'none', '--percent-limit', '4']),
+	};
+}
+
+// --------------------------------------------------------------- report
+
+function fmt(v, d = 0) {
+	if (v === null || v === undefined || Number.isNaN(v)) return '-';
+	return typeof v === 'number' ? v.toFixed(d) : String(v);
+}
+
+function table(rows) {
+	const head = ['N', 'ok', 'up p50/p99/max us', 'down p50/p99/max us', 'lost up/down',
+		'setup p50/p99 ms', 'handoff p50/p99 us', 'CPU-s/call-min', 'PSS KiB/call', 'loadgen CPU%', 'target'];
+	const body = rows.map((r) => [
+		String(r.calls), `${r.set_up ?? 0}/${r.calls}`,
+		`${fmt(r.up?.p50_us)}/${fmt(r.up?.p99_us)}/${fmt(r.up?.max_us)}`,
+		`${fmt(r.down?.p50_us)}/${fmt(r.down?.p99_us)}/${fmt(r.down?.max_us)}`,
+		`${fmt(r.up?.lost)}/${fmt(r.down?.lost)}`,
+		`${fmt(r.setup_ms?.p50, 1)}/${fmt(r.setup_ms?.p99, 1)}`,
+		`${fmt(r.handoff_us?.p50)}/${fmt(r.handoff_us?.p99)}`,
+		fmt(r.cpu?.per_call_minute_s, 4), fmt(r.pss?.per_call_kib, 0),
+		`${fmt(r.loadgen?.main_cpu_pct, 0)}${r.loadgen?.main_cpu_pct > 80 ? ' (!)' : ''}`,
+		r.meets_target ? 'yes' : 'NO',
+	]);
+	const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+	const line = (cells) => '| ' + cells.map((c, i) => c.padEnd(w[i])).join(' | ') + ' |';
+	return [line(head), '|' + w.map((x) => '-'.repeat(x + 2)).join('|') + '|', ...body.map(line)].join('\n');
+}
+
+function summarize(rows, m, startedAt, seconds) {
+	const ok = rows.filter((r) => r.meets_target);
+	const best = ok.length ? Math.max(...ok.map((r) => r.calls)) : 0;
+	const firstFail = rows.filter((r) => !r.meets_target).map((r) => r.calls).sort((a, b) => a - b)[0] ?? null;
+	const at500 = rows.find((r) => r.calls === 500);
+	// Handoff and setup are judged where the machine was not saturated
+	// (levels that did not collapse); CPU at every level of 50 or more.
+	const sane = rows.filter((r) => !collapseOf(r));
+	const handAll = sane.flatMap((r) => r.handoff_us?.p99 != null ? [r.handoff_us.p99] : []);
+	const cpuAll = rows.filter((r) => r.calls >= 50 && r.cpu).map((r) => r.cpu.per_call_minute_s);
+	return {
+		summary: true, date: startedAt, seconds_total: seconds, machine: m,
+		levels: rows.map((r) => r.calls), window_s: SECONDS, ramp_per_s: RAMP,
+		largest_n_meeting_p99_5ms_zero_loss: best,
+		first_n_failing: firstFail,
+		targets: {
+			concurrency_900: best >= 900,
+			cpu_per_call_minute_le_0_025: cpuAll.length ? Math.max(...cpuAll) <= 0.025 : null,
+			cpu_per_call_minute_max_over_levels: cpuAll.length ? Math.max(...cpuAll) : null,
+			pss_per_call_at_500_le_256kib: at500?.pss ? at500.pss.per_call_kib <= 256 : null,
+			pss_per_call_at_500_kib: at500?.pss?.per_call_kib ?? null,
+			handoff_p99_le_1ms: handAll.length ? Math.max(...handAll) <= 1000 : null,
+			handoff_p99_max_us: handAll.length ? Math.max(...handAll) : null,
+			setup_p99_max_ms: Math.max(0, ...sane.map((r) => r.setup_ms?.p99 ?? 0)),
+			setup_p99_le_50ms: sane.length ? sane.every((r) => (r.setup_ms?.p99 ?? Infinity) <= 50) : null,
+			judged_levels_handoff_setup: sane.map((r) => r.calls),
+		},
+		loadgen_saturated_levels: rows.filter((r) => r.loadgen?.main_cpu_pct > 80).map((r) => r.calls),
+		skipped_levels: skipped,
+		quickack_workaround: QUICKACK,
+	};
+}
+
+function writeResults(rows, sum, ctx) {
+	if (RESULTS === '-') return;
+	const m = sum.machine;
+	const yes = (b) => b === null ? 'n/a' : b ? 'met' : '**not met**';
+	const t = sum.targets;
+	const L = [];
+	L.push('# naiberd benchmark results');
+	L.push('');
+	L.push(`Generated by \`make bench\` (tests/bench/bench.mjs) on ${sum.date}; do not edit by hand.`);
+	L.push('');
+	L.push('## Machine');
+	L.push('');
+	L.push(`- ${m.nproc} CPUs: ${m.cpu}`);
+	L.push(`- memory: ${m.mem_gib} GiB; kernel: ${m.kernel}; fd hard limit ${m.fd_hard_limit}`);
+	L.push('- load generator, naiberd, redis-server and PostgreSQL all on this machine');
+	L.push('');
+	L.push('## Result');
+	L.push('');
+	L.push(`Largest concurrency holding per-frame relay p99 < 5 ms both ways with zero frames lost: **N = ${sum.largest_n_meeting_p99_5ms_zero_loss}**` +
+	    (sum.first_n_failing ? ` (first level missing it: ${sum.first_n_failing}).` : ' (every level measured met it).'));
+	L.push('');
+	L.push('| target (DESIGN section 11) | measured | verdict |');
+	L.push('|---|---|---|');
+	L.push(`| >= 900 concurrent calls at p99 < 5 ms, 0 lost | ${sum.largest_n_meeting_p99_5ms_zero_loss} | ${yes(t.concurrency_900)} |`);
+	L.push(`| <= 0.025 CPU-s per call-minute (supervisor + workers, steady state) | worst level ${fmt(t.cpu_per_call_minute_max_over_levels, 4)} | ${yes(t.cpu_per_call_minute_le_0_025)} |`);
+	L.push(`| <= 256 KiB PSS per active call at 500 calls | ${fmt(t.pss_per_call_at_500_kib, 0)} KiB | ${yes(t.pss_per_call_at_500_le_256kib)} |`);
+	L.push(`| handoff p99 <= 1 ms | worst of N = ${t.judged_levels_handoff_setup.join(', ')}: ${fmt(t.handoff_p99_max_us)} us | ${yes(t.handoff_p99_le_1ms)} |`);
+	L.push(`| setup (start -> first agent audio) p99 <= 50 ms beyond the peers | worst of N = ${t.judged_levels_handoff_setup.join(', ')}: ${fmt(t.setup_p99_max_ms, 1)} ms | ${yes(t.setup_p99_le_50ms)} |`);
+	// A caller->agent tail near half the 20 ms frame period while the
+	// other direction is fine is the signature of a sender held by
+	// Nagle's algorithm until the peer's next frame carries the ACK.
+	const nagle = rows.filter((r) => !QUICKACK && r.up?.p99_us > 8000 && r.up?.p99_us < 12500 && r.down?.p99_us < 5000);
+	if (nagle.length)
+		L.push('', `Note: at N = ${nagle.map((r) => r.calls).join(', ')} the caller -> agent p99 sits near 10 ms (half the 20 ms frame period) ` +
+		    'while agent -> caller stays low: the pattern of a socket without TCP_NODELAY whose small writes wait for the delayed ACK ' +
+		    'that the peer\'s next frame carries (Nagle). BENCH_QUICKACK=1 makes the fake ElevenLabs ACK at once, to measure the rest.');
+	for (const k of sum.skipped_levels)
+		L.push('', `Level N = ${k.calls} not run: ${k.why}.`);
+	if (QUICKACK)
+		L.push('', 'Run with BENCH_QUICKACK=1: the fake ElevenLabs acknowledges every read at once (TCP_QUICKACK), which hides a sender ' +
+		    'that lacks TCP_NODELAY (Nagle + delayed ACK). Without it the figures are what the real service would see.');
+	if (sum.loadgen_saturated_levels.length)
+		L.push('', `Note: the load generator's event loop used more than 80% of a core at N = ${sum.loadgen_saturated_levels.join(', ')}; there the figures measure the load generator as much as naiberd.`);
+	L.push('');
+	L.push('## Per level');
+	L.push('');
+	L.push(`Steady-state window ${SECONDS} s per level after a ramp of ${RAMP} calls/s and ${SETTLE} s settle. ` +
+	    '"up" = caller -> agent (Twilio media -> user_audio_chunk), "down" = agent -> caller (audio -> Twilio media); ' +
+	    'latency = receive time - send time written into the audio bytes (CLOCK_MONOTONIC), loopback TCP both ways included. ' +
+	    'lost = frames sent inside the window that had not arrived 1 s after it (up to 10 s while some were still missing).');
+	L.push('');
+	L.push(table(rows));
+	L.push('');
+	L.push('| N | server cores busy | supervisor CPU-s | workers CPU-s | whole-run CPU-s/call-min (setup+teardown incl.) | PSS total MiB (procs) | PSS anon/file KiB/call | upgrade p99 ms | machine busy cores (window) | other processes cores (window / before) | loadgen process CPU% | tick lag p99 us | failed | notes |');
+	L.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+	for (const r of rows) {
+		const notes = [];
+		if (r.error) notes.push(r.error);
+		for (const [k, v] of Object.entries(r.fail_reasons ?? {})) notes.push(`${v}x ${k}`);
+		if (r.naiberd?.worker_deaths) notes.push(`${r.naiberd.worker_deaths} worker deaths`);
+		if (r.naiberd?.supervisor_exit_during_run) notes.push(`supervisor exited ${JSON.stringify(r.naiberd.supervisor_exit_during_run)}`);
+		if (r.other_http) notes.push(`${r.other_http} unexpected HTTP requests (${(r.other_http_sample ?? []).join('; ')})`);
+		if (r.loadgen?.main_cpu_pct > 80) notes.push('loadgen near saturation');
+		if (r.loadgen?.skipped_window_ms) notes.push(`loadgen fell behind real time: ${r.loadgen.skipped_window_ms} ms of frames skipped`);
+		if (r.background_cores_before > QUIET_CORES) notes.push(`machine not quiet before the level (${r.background_cores_before} cores busy)`);
+		L.push(`| ${r.calls} | ${fmt(r.cpu?.server_cores, 3)} | ${fmt(r.cpu?.supervisor_s, 2)} | ${fmt(r.cpu?.workers_s, 2)} | ` +
+		    `${fmt(r.cpu?.run_per_call_minute_s, 4)} | ${r.pss ? `${fmt(r.pss.total_kib / 1024, 1)} (${r.pss.procs})` : '-'} | ` +
+		    `${r.pss ? `${fmt(r.pss.anon_kib / r.calls, 0)}/${fmt(r.pss.file_kib / r.calls, 0)}` : '-'} | ${fmt(r.upgrade_ms?.p99, 2)} | ` +
+		    `${fmt(r.cpu?.machine_busy_cores, 2)} | ${fmt(r.cpu?.other_cores, 2)} / ${fmt(r.background_cores_before, 2)} | ` +
+		    `${fmt(r.loadgen?.process_cpu_pct, 0)} | ${fmt(r.loadgen?.tick_lag_p99_us)} | ${r.failed ?? '-'} | ${notes.join('; ') || '-'} |`);
+	}
+	const perfRow = rows.find((r) => r.perf);
+	if (perfRow) {
+		L.push('', `## Profile (perf record -F 999 -g, 10 s inside the N = ${perfRow.calls} window)`, '');
+		for (const [k, v] of Object.entries(perfRow.perf)) {
+			L.push(`${k}:`, '', '```', ...(Array.isArray(v) ? v : [String(v)]), '```', '');
+		}
+	}
+	L.push('');
+	L.push('## How it was measured');
+	L.push('');
+	L.push('- `build/loadgen` (tests/bench/loadgen.c, C, one epoll loop + a /proc sampler thread) plays both peers: N Twilio Media Streams ' +
+	    '(plain TCP, signed upgrade, masked frames, `connected` + `start` with the call\'s nonce, then 160-byte mu-law `media` every 20 ms) and ' +
+	    'the ElevenLabs side (signed-URL HTTP endpoint answering a ws:// URL back to itself, the ConvAI WebSocket: expects ' +
+	    '`conversation_initiation_client_data`, answers `conversation_initiation_metadata` with ulaw_8000 both ways, then an agent `audio` event every 20 ms). ' +
+	    'Each frame carries its call index, sequence number and send time inside the audio bytes.');
+	L.push('- No POST /call and no fake Twilio REST: the driver writes `call:{sid}` (callType, phone, nonce, createdAt and a prepared ' +
+	    '`firstMessage`, as a PREPARE worker leaves it while the phone rings) and `call_type:{sid}` into Redis itself. The worker still checks the nonce, ' +
+	    'loads the person from PostgreSQL (one person per call: id `bu<i>`, one summary, condition and medication each), fetches the signed URL, ' +
+	    'connects, sends the init message and bridges after the metadata.');
+	L.push('- Setup = Twilio `start` sent -> first agent `media` received on the Twilio socket. The peers answer at once, so this is naiberd\'s own ' +
+	    'setup (Redis GET, PostgreSQL connect + profile query, signed-URL GET, WebSocket connect, init) plus loopback.');
+	L.push('- CPU: utime+stime from /proc/PID/stat of the supervisor and all its children (reaped children through cutime+cstime), sampled ' +
+	    'at the window edges by loadgen\'s sampler thread; per call-minute = CPU-s / (N x window minutes). The whole-run figure also ' +
+	    'includes ramp, setup and teardown. PSS: smaps_rollup of the supervisor and every child (busy and idle workers) after the window, calls still live, divided by N.');
+	L.push('- Handoff: the supervisor\'s `accepted stream (handoff N us, channel M us)` lines at --log-level info.');
+	L.push('- loadgen CPU%: its event-loop thread\'s CPU time over the window (a core = 100%); above ~80% the generator, not naiberd, is the limit.');
+	L.push('');
+	L.push('## Command lines');
+	L.push('');
+	L.push('```');
+	L.push(`make bench   # = node tests/bench/bench.mjs, BENCH_CALLS="${LEVELS.join(' ')}" BENCH_SECONDS=${SECONDS} BENCH_RAMP=${RAMP} BENCH_WORKERS=${WORKERS}`);
+	L.push(ctx.redisCmd.replace(tmp, '$TMP'));
+	L.push('sh tests/lib/pg.sh start $TMP/pg PORT; psql < tests/lib/schema.sql; persons inserted with generate_series');
+	for (const r of rows) {
+		if (!r.cmd) continue;
+		L.push(`# N = ${r.calls}`);
+		L.push(r.cmd.naiberd);
+		L.push(r.cmd.loadgen);
+	}
+	L.push('```');
+	L.push('');
+	L.push('Environment of naiberd: TWILIO_* (fresh auth token), STREAM_URL=' + STREAM_URL +
+	    ', ELEVENLABS_BASE_URL and TWILIO_API_BASE = http://127.0.0.1:<loadgen port>, DATABASE_URL and REDIS_URL of the throwaway servers.');
+	L.push('');
+	L.push('## Raw JSON');
+	L.push('');
+	L.push('```');
+	for (const r of rows) {
+		const { cmd: _c, perf: _p, ...rest } = r;
+		L.push(JSON.stringify(rest));
+	}
+	L.push(JSON.stringify(sum));
+	L.push('```');
+	fs.writeFileSync(RESULTS, L.join('\n') + '\n');
+	log(`wrote ${path.relative(REPO, RESULTS)}`);
+}
+
+// ----------------------------------------------------------------- main
+
+const t0 = Date.now();
+const startedAt = new Date().toISOString();
+const m = machine();
+log(`machine: ${m.nproc} x ${m.cpu}, ${m.mem_gib} GiB, ${m.kernel}; levels ${LEVELS.join(' ')}, ${SECONDS} s each`);
+const rows = [];
+try {
+	const redis = await startRedis();
+	const pg = await startPostgres();
+	cleanups.push(() => pg.stop());
+	await pg.psql(`
+INSERT INTO users ("id","name","phone","age","gender","interests","dislikes","isFirstCall","lastCallAt","updatedAt")
+  SELECT 'bu'||i, 'Person '||i, '+1555'||lpad(i::text,7,'0'), 70 + i % 25, 'FEMALE',
+         ARRAY['gardening','the radio'], ARRAY['politics'], false, now() - interval '1 day', now()
+  FROM generate_series(0, ${MAXN - 1}) i;
+INSERT INTO conversation_summaries ("userId","conversationId","summaryText")
+  SELECT 'bu'||i, 'conv_prev_'||i, 'Talked about the garden and the grandchildren visiting on Sunday.'
+  FROM generate_series(0, ${MAXN - 1}) i;
+INSERT INTO user_health_conditions ("userId","condition","severity")
+  SELECT 'bu'||i, 'arthritis', 'mild' FROM generate_series(0, ${MAXN - 1}) i;
+INSERT INTO user_medications ("userId","name","dosage","frequency")
+  SELECT 'bu'||i, 'paracetamol', '500 mg', 'as needed' FROM generate_series(0, ${MAXN - 1}) i;
+ANALYZE;`);
+	const elPort = await freePort();
+	const ctx = { redis, pg, elPort, token: hex(16), apiToken: hex(16), redisCmd: redis.cmd };
+	const one = async (N, why) => {
+		const t = Date.now();
+		log(`level N=${N}${why ? ` (${why})` : ''}`);
+		let r;
+		try {
+			r = await runLevel(N, ctx);
+		} catch (e) {
+			r = { label: `n${N}`, calls: N, error: e.message.split('\n')[0], meets_target: false };
+			log(`level N=${N} failed: ${e.message}`);
+		}
+		r.level_seconds = Math.round((Date.now() - t) / 100) / 10;
+		if (why) r.refine = why;
+		rows.push(r);
+		console.log(JSON.stringify(r));
+		return r;
+	};
+	const left = () => BUDGET - (Date.now() - t0) / 1000;
+	const estimate = (N) => N / RAMP + SETTLE + SECONDS + 25 + N / 100;
+	let collapsed = null;
+	for (const N of [...LEVELS].sort((a, b) => a - b)) {
+		if (collapsed !== null) {
+			skipped.push({ calls: N, why: `N=${collapsed} already collapsed` });
+			continue;
+		}
+		if (estimate(N) > left() && rows.length) {
+			skipped.push({ calls: N, why: 'time budget' });
+			continue;
+		}
+		const r = await one(N);
+		if (collapseOf(r)) collapsed = N;
+	}
+	// Narrow down the largest passing N between the best pass and the
+	// first failure (bisection, steps of 10 calls), within the budget.
+	for (let i = 0; i < REFINE; i++) {
+		const pass = Math.max(0, ...rows.filter((r) => r.meets_target).map((r) => r.calls));
+		const fails = rows.filter((r) => !r.meets_target && r.calls > pass).map((r) => r.calls);
+		if (!pass || !fails.length) break;
+		const fail = Math.min(...fails);
+		const mid = Math.round((pass + fail) / 2 / 10) * 10;
+		if (mid <= pass || mid >= fail || fail - pass <= 20) break;
+		if (estimate(mid) > left()) { skipped.push({ calls: mid, why: 'time budget (refinement)' }); break; }
+		await one(mid, `bisecting between ${pass} and ${fail}`);
+	}
+	rows.sort((a, b) => a.calls - b.calls);
+	const sum = summarize(rows, m, startedAt, Math.round((Date.now() - t0) / 1000));
+	console.log(JSON.stringify(sum));
+	process.stderr.write('\n' + table(rows) + '\n\n');
+	log(`largest N meeting p99 < 5 ms with zero loss: ${sum.largest_n_meeting_p99_5ms_zero_loss}`);
+	writeResults(rows, sum, ctx);
+} finally {
+	await cleanupAll();
+}
