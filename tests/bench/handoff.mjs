@@ -38,11 +38,15 @@ function pct(a, p) {
 const dir = mkdtempSync(join(tmpdir(), 'naiberd-bench-'));
 writeFileSync(join(dir, 'naiberd.conf'), '', { mode: 0o600 });
 const port = await freePort();
+// Streams carry no nonce: each worker takes the socket (what is measured
+// here), then refuses the stream at `start` and exits.
 const env = { ...process.env, TWILIO_ACCOUNT_SID: 'AC' + '0'.repeat(32),
 	TWILIO_AUTH_TOKEN: token, TWILIO_NUMBER: '+15550001111',
 	ELEVENLABS_API_KEY: 'x', ELEVENLABS_AGENT_ID: 'agent_bench',
 	DATABASE_URL: 'postgres://127.0.0.1:1/none', STREAM_URL: streamUrl,
-	TWILIO_URL: 'https://bench.invalid', NAIBER_API_TOKEN: token };
+	TWILIO_URL: 'https://bench.invalid', NAIBER_API_TOKEN: token,
+	NAIBER_PROMPTS_DIR: new URL('../../prompts', import.meta.url).pathname,
+	NAIBER_SPOOL_DIR: dir, REDIS_URL: 'redis://127.0.0.1:1' };
 const sv = spawn(bin, ['-c', join(dir, 'naiberd.conf'), '-l', '127.0.0.1',
 	'-p', String(port), '-w', String(W), '-m', String(Math.max(W, C) * 4)],
 	{ env, stdio: ['ignore', 'ignore', 'pipe'] });
