@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <strings.h>
 #include <sys/random.h>
 
@@ -316,6 +318,16 @@ ws_send_text(struct ws *ws, const char *data, size_t len)
 	m.msg_length = len;
 	if (wslay_event_queue_msg(ws->ws_ctx, &m) != 0)
 		return -1;
+	/*
+	 * Raw socket: write now (the socket almost always has room), which
+	 * saves a loop turn and two epoll_ctl calls per audio frame; what
+	 * does not fit waits for EV_WRITE as usual.
+	 */
+	if (ws->ws_bev == NULL && !ws->ws_eof &&
+	    wslay_event_send(ws->ws_ctx) != 0) {
+		ws->ws_eof = 1;
+		return -1;
+	}
 	ws_update(ws);
 	return 0;
 }
@@ -582,6 +594,10 @@ ws_bev_event(struct bufferevent *bev, short what, void *arg)
 	char		 why[200];
 
 	if (what & BEV_EVENT_CONNECTED) {
+		int one = 1;
+		/* 20 ms audio frames: never wait for Nagle. */
+		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP,
+		    TCP_NODELAY, &one, sizeof(one));
 		bufferevent_write_buffer(bev, ws->ws_req);
 		return;
 	}
