@@ -8,6 +8,7 @@
  * left to send or read; binary messages are reported as bad.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,19 +37,34 @@
 struct ws {
 	wslay_event_context_ptr	 ws_ctx;
 	int			 ws_fd;
+	SSL			*ws_ssl;	/* client over TLS, once open */
+	int			 ws_client;
 	struct event		*ws_rev;
 	struct event		*ws_wev;
-	uint8_t			*ws_pre;	/* replayed before reading */
-	size_t			 ws_prelen, ws_preoff;
+	int			 ws_rev_on, ws_wev_on;
+	/* input: read, not yet consumed */
+	uint8_t			*ws_in;
+	size_t			 ws_inoff, ws_inlen, ws_incap;
+	uint64_t		 ws_wslay_left;	/* of a frame wslay reads */
+	const uint8_t		*ws_feed;	/* what ws_recv_cb hands it */
+	size_t			 ws_feedlen;
+	int			 ws_frag;	/* a fragmented message is open */
+	/* output: frames not yet written */
+	uint8_t			*ws_out;
+	size_t			 ws_outoff, ws_outlen, ws_outcap;
+	int			 ws_rd_wants_w;	/* TLS: SSL_read wants writable */
+	int			 ws_wr_wants_r;	/* TLS: SSL_write wants readable */
 	const struct ws_cb	*ws_cb;
 	void			*ws_arg;
 	int			 ws_closed;	/* on_close reported */
+	int			 ws_done_told;	/* on_done reported */
+	int			 ws_close_queued;
 	int			 ws_eof;
-	/* client mode */
+	size_t			 ws_maxmsg;
+	/* client mode, until the upgrade is done */
+	struct event_base	*ws_base;
 	struct bufferevent	*ws_bev;
 	struct evbuffer		*ws_req;
-	size_t			 ws_maxmsg;
-	int			 ws_open;
 	int			 ws_close_code;
 	char			 ws_host[256];
 	char			 ws_key[32];
@@ -63,11 +79,19 @@ static ssize_t	ws_send_cb(wslay_event_context_ptr, const uint8_t *, size_t,
 static void	ws_msg_cb(wslay_event_context_ptr,
 		    const struct wslay_event_on_msg_recv_arg *, void *);
 static void	ws_io(int, short, void *);
+static int	ws_start_io(struct ws *, const uint8_t *, size_t);
 static void	ws_update(struct ws *);
 static void	ws_report_close(struct ws *, int, const char *);
-static void	ws_bev_check_done(struct ws *);
 static void	ws_client_fail(struct ws *, const char *);
 
+/*
+ * Input buffer: an audio message (a few hundred bytes to a few KiB) is
+ * always read and handed over in place; frames larger than this go
+ * through wslay, which assembles them itself.  Output grows to at most
+ * WS_OUT_MAX of frames the peer has not taken (~100 s of audio).
+ */
+#define WS_IN_SIZE	(64 * 1024)
+#define WS_OUT_INIT	(16 * 1024)
 #define WS_OUT_MAX	(4 * 1024 * 1024)
 
 static const struct wslay_event_callbacks ws_callbacks = {
@@ -110,22 +134,13 @@ ws_server_new(struct event_base *base, int fd, const uint8_t *pre,
 	ws->ws_fd = fd;
 	ws->ws_cb = cb;
 	ws->ws_arg = arg;
-	if (prelen > 0) {
-		if ((ws->ws_pre = malloc(prelen)) == NULL)
-			goto fail;
-		memcpy(ws->ws_pre, pre, prelen);
-		ws->ws_prelen = prelen;
-	}
+	ws->ws_base = base;
+	ws->ws_maxmsg = maxmsg;
 	if (wslay_event_context_server_init(&ws->ws_ctx, &ws_callbacks, ws))
 		goto fail;
 	wslay_event_config_set_max_recv_msg_length(ws->ws_ctx, maxmsg);
-	ws->ws_rev = event_new(base, fd, EV_READ | EV_PERSIST, ws_io, ws);
-	ws->ws_wev = event_new(base, fd, EV_WRITE, ws_io, ws);
-	if (ws->ws_rev == NULL || ws->ws_wev == NULL)
+	if (ws_start_io(ws, pre, prelen) == -1)
 		goto fail;
-	ws_update(ws);
-	if (ws->ws_prelen > 0)
-		event_active(ws->ws_rev, EV_READ, 0);
 	return ws;
 fail:
 	ws_free(ws);
@@ -137,83 +152,359 @@ ws_free(struct ws *ws)
 {
 	if (ws == NULL)
 		return;
-	if (ws->ws_bev != NULL)
-		bufferevent_free(ws->ws_bev);
-	if (ws->ws_req != NULL)
-		evbuffer_free(ws->ws_req);
 	if (ws->ws_rev != NULL)
 		event_free(ws->ws_rev);
 	if (ws->ws_wev != NULL)
 		event_free(ws->ws_wev);
+	if (ws->ws_bev != NULL)
+		bufferevent_free(ws->ws_bev);	/* closes the socket, SSL */
+	if (ws->ws_req != NULL)
+		evbuffer_free(ws->ws_req);
 	if (ws->ws_ctx != NULL)
 		wslay_event_context_free(ws->ws_ctx);
-	free(ws->ws_pre);
+	free(ws->ws_in);
+	free(ws->ws_out);
 	free(ws);
 }
 
+/*
+ * The socket is ours from here on (server: from the start; client: after
+ * the 101), with pre read past the head.  Reading and writing go straight
+ * to the socket (or SSL) through our own buffers.
+ */
+static int
+ws_start_io(struct ws *ws, const uint8_t *pre, size_t prelen)
+{
+	ws->ws_incap = prelen > WS_IN_SIZE ? prelen : WS_IN_SIZE;
+	if ((ws->ws_in = malloc(ws->ws_incap)) == NULL)
+		return -1;
+	if (prelen > 0)
+		memcpy(ws->ws_in, pre, prelen);
+	ws->ws_inlen = prelen;
+	ws->ws_rev = event_new(ws->ws_base, ws->ws_fd, EV_READ | EV_PERSIST,
+	    ws_io, ws);
+	ws->ws_wev = event_new(ws->ws_base, ws->ws_fd, EV_WRITE | EV_PERSIST,
+	    ws_io, ws);
+	if (ws->ws_rev == NULL || ws->ws_wev == NULL)
+		return -1;
+	ws_update(ws);
+	/* Bytes already here (or inside SSL) will not wake epoll. */
+	if (prelen > 0 || ws->ws_ssl != NULL)
+		event_active(ws->ws_rev, EV_READ, 0);
+	return 0;
+}
+
+/* wslay reads only the bytes of the frames we route to it. */
 static ssize_t
 ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
     void *arg)
 {
 	struct ws	*ws = arg;
-	ssize_t		 n;
+	size_t		 n = ws->ws_feedlen;
 
 	(void)flags;
-	if (ws->ws_bev != NULL) {
-		n = (ssize_t)evbuffer_remove(bufferevent_get_input(ws->ws_bev),
-		    buf, len);
-		if (n > 0)
-			return n;
+	if (n == 0) {
 		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
 		return -1;
 	}
-	if (ws->ws_preoff < ws->ws_prelen) {
-		n = (ssize_t)(ws->ws_prelen - ws->ws_preoff);
-		if ((size_t)n > len)
-			n = (ssize_t)len;
-		memcpy(buf, ws->ws_pre + ws->ws_preoff, (size_t)n);
-		ws->ws_preoff += (size_t)n;
-		return n;
-	}
-	n = read(ws->ws_fd, buf, len);
-	if (n > 0)
-		return n;
-	if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-		return -1;
-	}
-	ws->ws_eof = 1;
-	wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-	return -1;
+	if (n > len)
+		n = len;
+	memcpy(buf, ws->ws_feed, n);
+	ws->ws_feed += n;
+	ws->ws_feedlen -= n;
+	return (ssize_t)n;
 }
 
+/* Room for n more output bytes, or -1 past WS_OUT_MAX. */
+static int
+ws_out_reserve(struct ws *ws, size_t n)
+{
+	size_t	 cap;
+	uint8_t	*p;
+
+	if (ws->ws_outcap - ws->ws_outlen >= n)
+		return 0;
+	if (ws->ws_outoff > 0) {
+		memmove(ws->ws_out, ws->ws_out + ws->ws_outoff,
+		    ws->ws_outlen - ws->ws_outoff);
+		ws->ws_outlen -= ws->ws_outoff;
+		ws->ws_outoff = 0;
+		if (ws->ws_outcap - ws->ws_outlen >= n)
+			return 0;
+	}
+	if (n > WS_OUT_MAX - ws->ws_outlen)
+		return -1;
+	cap = ws->ws_outcap ? ws->ws_outcap : WS_OUT_INIT;
+	while (cap - ws->ws_outlen < n)
+		cap *= 2;
+	if (cap > WS_OUT_MAX)
+		cap = WS_OUT_MAX;
+	if ((p = realloc(ws->ws_out, cap)) == NULL)
+		return -1;
+	ws->ws_out = p;
+	ws->ws_outcap = cap;
+	return 0;
+}
+
+/* wslay's frames join the output buffer; ws_flush writes them. */
 static ssize_t
 ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
     int flags, void *arg)
 {
 	struct ws	*ws = arg;
-	ssize_t		 n;
 
 	(void)flags;
-	if (ws->ws_bev != NULL) {
-		struct evbuffer *out = bufferevent_get_output(ws->ws_bev);
-		if (evbuffer_get_length(out) > WS_OUT_MAX ||
-		    bufferevent_write(ws->ws_bev, data, len) == -1) {
-			wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+	if (ws->ws_eof) {
+		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+		return -1;
+	}
+	if (ws_out_reserve(ws, len) == -1) {
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	}
+	memcpy(ws->ws_out + ws->ws_outlen, data, len);
+	ws->ws_outlen += len;
+	return (ssize_t)len;
+}
+
+/* Write what the socket takes: one send per call when it has room. */
+static int
+ws_flush(struct ws *ws)
+{
+	ssize_t	n;
+	int	e;
+
+	ws->ws_wr_wants_r = 0;
+	while (ws->ws_outoff < ws->ws_outlen) {
+		size_t len = ws->ws_outlen - ws->ws_outoff;
+		if (ws->ws_ssl != NULL) {
+			ERR_clear_error();
+			n = SSL_write(ws->ws_ssl, ws->ws_out + ws->ws_outoff,
+			    (int)(len > INT_MAX ? INT_MAX : len));
+			if (n <= 0) {
+				e = SSL_get_error(ws->ws_ssl, (int)n);
+				if (e == SSL_ERROR_WANT_WRITE)
+					break;
+				if (e == SSL_ERROR_WANT_READ) {
+					ws->ws_wr_wants_r = 1;
+					break;
+				}
+				return -1;
+			}
+		} else {
+			n = send(ws->ws_fd, ws->ws_out + ws->ws_outoff, len,
+			    MSG_NOSIGNAL);
+			if (n == -1) {
+				if (errno == EINTR)
+					continue;
+				if (errno == EAGAIN)
+					break;
+				return -1;
+			}
+		}
+		ws->ws_outoff += (size_t)n;
+	}
+	if (ws->ws_outoff == ws->ws_outlen)
+		ws->ws_outoff = ws->ws_outlen = 0;
+	return 0;
+}
+
+/*
+ * One read.  Returns bytes read, 0 if none now, -1 on end or error.
+ * With TLS, more may wait inside SSL: the caller asks SSL_has_pending.
+ */
+static ssize_t
+ws_fill(struct ws *ws)
+{
+	size_t	room;
+	ssize_t	n;
+	int	e;
+
+	if (ws->ws_inoff > 0) {
+		memmove(ws->ws_in, ws->ws_in + ws->ws_inoff,
+		    ws->ws_inlen - ws->ws_inoff);
+		ws->ws_inlen -= ws->ws_inoff;
+		ws->ws_inoff = 0;
+	}
+	if ((room = ws->ws_incap - ws->ws_inlen) == 0)
+		return 0;
+	ws->ws_rd_wants_w = 0;
+	if (ws->ws_ssl != NULL) {
+		ERR_clear_error();
+		n = SSL_read(ws->ws_ssl, ws->ws_in + ws->ws_inlen,
+		    (int)(room > INT_MAX ? INT_MAX : room));
+		if (n <= 0) {
+			e = SSL_get_error(ws->ws_ssl, (int)n);
+			if (e == SSL_ERROR_WANT_READ)
+				return 0;
+			if (e == SSL_ERROR_WANT_WRITE) {
+				ws->ws_rd_wants_w = 1;
+				return 0;
+			}
+			snprintf(ws->ws_why, sizeof(ws->ws_why), "%s",
+			    e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL &&
+			    ERR_peek_error() == 0) ? "connection closed by peer" :
+			    "TLS read failed");
 			return -1;
 		}
-		return (ssize_t)len;
+	} else {
+		n = read(ws->ws_fd, ws->ws_in + ws->ws_inlen, room);
+		if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+			snprintf(ws->ws_why, sizeof(ws->ws_why), "%s",
+			    n == 0 ? "connection closed by peer" :
+			    "connection lost");
+			return -1;
+		}
+		if (n == -1)
+			return 0;
 	}
-	n = send(ws->ws_fd, data, len, MSG_NOSIGNAL);
-	if (n >= 0)
-		return n;
-	if (errno == EAGAIN || errno == EINTR)
-		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-	else {
-		ws->ws_eof = 1;
-		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+	ws->ws_inlen += (size_t)n;
+	return n;
+}
+
+/* Unmask in place; nonzero if any byte is outside 7-bit ASCII. */
+static int
+ws_unmask(uint8_t *p, size_t len, const uint8_t key[4])
+{
+	uint64_t	k8, w, hi = 0;
+	uint8_t		hib = 0;
+	size_t		i = 0;
+
+	memcpy(&k8, key, 4);
+	memcpy((uint8_t *)&k8 + 4, key, 4);
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&w, p + i, 8);
+		w ^= k8;
+		hi |= w;
+		memcpy(p + i, &w, 8);
 	}
-	return -1;
+	for (; i < len; i++) {
+		p[i] ^= key[i & 3];
+		hib |= p[i];
+	}
+	return ((hi & 0x8080808080808080ULL) != 0) || (hib & 0x80);
+}
+
+static int
+ws_ascii(const uint8_t *p, size_t len)
+{
+	uint8_t	hib = 0;
+	size_t	i;
+
+	for (i = 0; i < len; i++)
+		hib |= p[i];
+	return (hib & 0x80) == 0;
+}
+
+/*
+ * Consume the frames in the input buffer.  A complete, unfragmented,
+ * correctly masked text frame of ASCII (every audio message) is handed
+ * to on_text where it lies: no copy, no allocation.  Every other frame
+ * (control frames, fragments, binary, non-ASCII text, oversized, bad
+ * bits) goes to wslay byte for byte, which applies RFC 6455 to it as it
+ * always did.  Returns -1 when the connection must be dropped.
+ */
+static int
+ws_parse(struct ws *ws)
+{
+	uint8_t		*p, *pl;
+	size_t		 avail, hlen, used, n;
+	uint64_t	 plen, total;
+	int		 fin, op, masked, len7, fast;
+
+	while (ws->ws_inoff < ws->ws_inlen && !ws->ws_eof) {
+		if (!wslay_event_get_read_enabled(ws->ws_ctx)) {
+			/* Close received or protocol error: ignore the rest. */
+			ws->ws_inoff = ws->ws_inlen = 0;
+			ws->ws_wslay_left = 0;
+			return 0;
+		}
+		p = ws->ws_in + ws->ws_inoff;
+		avail = ws->ws_inlen - ws->ws_inoff;
+		if (ws->ws_wslay_left > 0) {
+			n = avail < ws->ws_wslay_left ? avail :
+			    (size_t)ws->ws_wslay_left;
+			ws->ws_feed = p;
+			ws->ws_feedlen = n;
+			if (wslay_event_recv(ws->ws_ctx) != 0)
+				return -1;
+			used = n - ws->ws_feedlen;
+			ws->ws_feed = NULL;
+			ws->ws_feedlen = 0;
+			ws->ws_inoff += used;
+			ws->ws_wslay_left -= used;
+			if (used < n && wslay_event_get_read_enabled(ws->ws_ctx))
+				return -1;	/* cannot happen: wslay reads all */
+			continue;
+		}
+		if (avail < 2)
+			break;
+		fin = p[0] & 0x80;
+		op = p[0] & 0x0f;
+		masked = (p[1] & 0x80) != 0;
+		len7 = p[1] & 0x7f;
+		hlen = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) +
+		    (masked ? 4 : 0);
+		if (avail < hlen)
+			break;
+		if (len7 == 126)
+			plen = (uint64_t)p[2] << 8 | p[3];
+		else if (len7 == 127) {
+			int i;
+			for (plen = 0, i = 2; i < 10; i++)
+				plen = plen << 8 | p[i];
+		} else
+			plen = (uint64_t)len7;
+		total = plen > UINT64_MAX - hlen ? UINT64_MAX : plen + hlen;
+		fast = fin && (p[0] & 0x70) == 0 && op == WSLAY_TEXT_FRAME &&
+		    !ws->ws_frag && masked == !ws->ws_client &&
+		    !(len7 == 126 && plen < 126) &&
+		    !(len7 == 127 && plen <= 0xffff) &&
+		    plen <= ws->ws_maxmsg && total <= ws->ws_incap;
+		if (fast) {
+			if (avail < total)
+				break;		/* wait for the rest */
+			pl = p + hlen;
+			if (masked && ws_unmask(pl, (size_t)plen, pl - 4)) {
+				(void)ws_unmask(pl, (size_t)plen, pl - 4);
+				fast = 0;	/* back as it came, for wslay */
+			} else if (!masked && !ws_ascii(pl, (size_t)plen))
+				fast = 0;
+		}
+		if (fast) {
+			ws->ws_inoff += (size_t)total;
+			ws->ws_cb->on_text(ws->ws_arg, pl, (size_t)plen);
+			continue;
+		}
+		if (op <= WSLAY_BINARY_FRAME)
+			ws->ws_frag = !fin;
+		ws->ws_wslay_left = total;
+	}
+	return 0;
+}
+
+/* Read and consume until the socket (and SSL) has nothing more now. */
+static int
+ws_read(struct ws *ws)
+{
+	ssize_t	n;
+	size_t	room;
+
+	if (ws_parse(ws) == -1)
+		return -1;
+	while (!ws->ws_eof && wslay_event_get_read_enabled(ws->ws_ctx)) {
+		room = ws->ws_incap - ws->ws_inlen + ws->ws_inoff;
+		if ((n = ws_fill(ws)) == -1)
+			return -1;
+		if (ws_parse(ws) == -1)
+			return -1;
+		if (n == 0)
+			break;
+		if ((size_t)n < room && (ws->ws_ssl == NULL ||
+		    !SSL_has_pending(ws->ws_ssl)))
+			break;		/* drained: no read just for EAGAIN */
+	}
+	return 0;
 }
 
 static void
@@ -249,83 +540,202 @@ ws_report_close(struct ws *ws, int code, const char *why)
 }
 
 static void
+ws_tell_done(struct ws *ws)
+{
+	if (ws->ws_done_told)
+		return;
+	ws->ws_done_told = 1;
+	if (ws->ws_cb->on_done != NULL)
+		ws->ws_cb->on_done(ws->ws_arg);
+}
+
+/* Arm the read and write events for what is wanted now. */
+static void
 ws_update(struct ws *ws)
 {
-	if (ws->ws_bev != NULL) {
-		if (ws->ws_ctx == NULL || ws->ws_eof)
-			return;
-		if (wslay_event_want_write(ws->ws_ctx) &&
-		    wslay_event_send(ws->ws_ctx) != 0) {
-			ws->ws_eof = 1;
-			return;
-		}
-		ws_bev_check_done(ws);
-		return;
+	int	r, w;
+
+	if (ws->ws_rev == NULL)
+		return;			/* client still upgrading */
+	r = !ws->ws_eof && (wslay_event_want_read(ws->ws_ctx) ||
+	    ws->ws_wr_wants_r);
+	w = !ws->ws_eof && (ws->ws_outlen > ws->ws_outoff ||
+	    ws->ws_rd_wants_w) && !ws->ws_wr_wants_r;
+	if (r != ws->ws_rev_on) {
+		if (r)
+			event_add(ws->ws_rev, NULL);
+		else
+			event_del(ws->ws_rev);
+		ws->ws_rev_on = r;
 	}
-	if (wslay_event_want_read(ws->ws_ctx))
-		event_add(ws->ws_rev, NULL);
-	else
-		event_del(ws->ws_rev);
-	if (wslay_event_want_write(ws->ws_ctx))
-		event_add(ws->ws_wev, NULL);
-	else
-		event_del(ws->ws_wev);
+	if (w != ws->ws_wev_on) {
+		if (w)
+			event_add(ws->ws_wev, NULL);
+		else
+			event_del(ws->ws_wev);
+		ws->ws_wev_on = w;
+	}
 }
 
 int
 ws_done(const struct ws *ws)
 {
-	if (ws->ws_bev != NULL || ws->ws_ctx == NULL)
-		return ws->ws_eof || ws->ws_ctx == NULL;
+	if (ws->ws_ctx == NULL)
+		return 1;		/* client never opened */
 	return ws->ws_eof || (!wslay_event_want_read(ws->ws_ctx) &&
-	    !wslay_event_want_write(ws->ws_ctx));
+	    !wslay_event_want_write(ws->ws_ctx) &&
+	    ws->ws_outlen == ws->ws_outoff);
+}
+
+/* Lost connection or protocol error: report, stop. */
+static void
+ws_fail_io(struct ws *ws)
+{
+	ws->ws_eof = 1;
+	ws_update(ws);
+	ws_report_close(ws, 1006, ws->ws_why[0] ? ws->ws_why :
+	    "connection lost or protocol error");
+	ws_tell_done(ws);
+}
+
+/* Send what wslay queued (pongs, close), write, re-arm, maybe done. */
+static void
+ws_after(struct ws *ws)
+{
+	if (ws->ws_eof)
+		return;
+	if ((wslay_event_want_write(ws->ws_ctx) &&
+	    wslay_event_send(ws->ws_ctx) != 0) || ws_flush(ws) == -1) {
+		ws_fail_io(ws);
+		return;
+	}
+	ws_update(ws);
+	if (ws_done(ws)) {
+		ws->ws_eof = 1;
+		ws_update(ws);
+		ws_report_close(ws, ws->ws_close_code ? ws->ws_close_code :
+		    1000, "closed");
+		ws_tell_done(ws);
+	}
 }
 
 static void
 ws_io(int fd, short ev, void *arg)
 {
 	struct ws	*ws = arg;
+	int		 rd;
 
 	(void)fd;
-	if (((ev & EV_READ) && wslay_event_recv(ws->ws_ctx) != 0) ||
-	    ((ev & EV_WRITE) && wslay_event_send(ws->ws_ctx) != 0)) {
-		ws->ws_eof = 1;
-		event_del(ws->ws_rev);
-		event_del(ws->ws_wev);
-		ws_report_close(ws, 1006, "connection lost or protocol error");
-		if (ws->ws_cb->on_done != NULL)
-			ws->ws_cb->on_done(ws->ws_arg);
+	if (ws->ws_eof)
+		return;
+	rd = (ev & EV_READ) || ((ev & EV_WRITE) && ws->ws_rd_wants_w);
+	if ((ev & EV_WRITE) || ws->ws_wr_wants_r) {
+		if (ws_flush(ws) == -1) {
+			ws_fail_io(ws);
+			return;
+		}
+	}
+	if (rd && ws_read(ws) == -1) {
+		ws_fail_io(ws);
 		return;
 	}
-	ws_update(ws);
-	if (ws_done(ws)) {
-		ws_report_close(ws, 1000, "closed");
-		if (ws->ws_cb->on_done != NULL)
-			ws->ws_cb->on_done(ws->ws_arg);
-	}
+	ws_after(ws);
 }
 
-/* Queue one text message; it goes out when the socket can take it. */
+/*
+ * Masking keys come from the kernel's CSPRNG, 4 KiB at a time: one
+ * getrandom(2) per ~1000 frames instead of one per frame (glibc 2.36's
+ * arc4random is a getrandom call each time).  Filled lazily in the
+ * worker, so no two processes share a pool.
+ */
+static void
+ws_mask_bytes(uint8_t *buf, size_t len)
+{
+	static uint8_t	pool[4096];
+	static size_t	off = sizeof(pool);
+
+	if (len > sizeof(pool)) {
+		arc4random_buf(buf, len);
+		return;
+	}
+	if (sizeof(pool) - off < len) {
+		if (getrandom(pool, sizeof(pool), 0) != (ssize_t)sizeof(pool))
+			arc4random_buf(pool, sizeof(pool));
+		off = 0;
+	}
+	memcpy(buf, pool + off, len);
+	explicit_bzero(pool + off, len);
+	off += len;
+}
+
+/* Our own frame header (and mask) for a text message: no wslay queue. */
+static int
+ws_frame_text(struct ws *ws, const char *data, size_t len)
+{
+	uint8_t	*p, key[4];
+	size_t	 h, i;
+
+	if (ws_out_reserve(ws, len + 14) == -1)
+		return -1;
+	p = ws->ws_out + ws->ws_outlen;
+	p[0] = 0x80 | WSLAY_TEXT_FRAME;
+	if (len < 126) {
+		p[1] = (uint8_t)len;
+		h = 2;
+	} else if (len <= 0xffff) {
+		p[1] = 126;
+		p[2] = (uint8_t)(len >> 8);
+		p[3] = (uint8_t)len;
+		h = 4;
+	} else {
+		p[1] = 127;
+		for (i = 0; i < 8; i++)
+			p[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+		h = 10;
+	}
+	if (ws->ws_client) {
+		ws_mask_bytes(key, sizeof(key));
+		p[1] |= 0x80;
+		memcpy(p + h, key, 4);
+		h += 4;
+		for (i = 0; i < len; i++)
+			p[h + i] = (uint8_t)data[i] ^ key[i & 3];
+	} else
+		memcpy(p + h, data, len);
+	ws->ws_outlen += h + len;
+	return 0;
+}
+
+/*
+ * Send one text message.  When wslay has nothing queued the frame is
+ * built straight into the output buffer and written at once (one send
+ * per audio frame); otherwise it queues behind wslay's, keeping order.
+ */
 int
 ws_send_text(struct ws *ws, const char *data, size_t len)
 {
 	struct wslay_event_msg	m;
 
-	if (ws->ws_ctx == NULL || ws->ws_eof)
+	if (ws->ws_ctx == NULL || ws->ws_eof || ws->ws_rev == NULL ||
+	    ws->ws_close_queued ||
+	    wslay_event_get_close_received(ws->ws_ctx) ||
+	    !wslay_event_get_write_enabled(ws->ws_ctx))
 		return -1;
-	m.opcode = WSLAY_TEXT_FRAME;
-	m.msg = (const uint8_t *)data;
-	m.msg_length = len;
-	if (wslay_event_queue_msg(ws->ws_ctx, &m) != 0)
-		return -1;
-	/*
-	 * Raw socket: write now (the socket almost always has room), which
-	 * saves a loop turn and two epoll_ctl calls per audio frame; what
-	 * does not fit waits for EV_WRITE as usual.
-	 */
-	if (ws->ws_bev == NULL && !ws->ws_eof &&
-	    wslay_event_send(ws->ws_ctx) != 0) {
-		ws->ws_eof = 1;
+	if (!wslay_event_want_write(ws->ws_ctx)) {
+		if (ws_frame_text(ws, data, len) == -1)
+			return -1;
+	} else {
+		m.opcode = WSLAY_TEXT_FRAME;
+		m.msg = (const uint8_t *)data;
+		m.msg_length = len;
+		if (wslay_event_queue_msg(ws->ws_ctx, &m) != 0 ||
+		    wslay_event_send(ws->ws_ctx) != 0) {
+			ws_fail_io(ws);
+			return -1;
+		}
+	}
+	if (ws_flush(ws) == -1) {
+		ws_fail_io(ws);
 		return -1;
 	}
 	ws_update(ws);
@@ -335,15 +745,16 @@ ws_send_text(struct ws *ws, const char *data, size_t len)
 void
 ws_close(struct ws *ws, uint16_t code, const char *reason)
 {
-	if (ws->ws_ctx == NULL || ws->ws_eof) {
+	if (ws->ws_ctx == NULL || ws->ws_eof || ws->ws_rev == NULL) {
 		/* Not open yet: just drop the connection. */
 		if (!ws->ws_eof)
 			ws_client_fail(ws, "closed before open");
 		return;
 	}
-	wslay_event_queue_close(ws->ws_ctx, code, (const uint8_t *)reason,
-	    reason ? strlen(reason) : 0);
-	ws_update(ws);
+	if (wslay_event_queue_close(ws->ws_ctx, code, (const uint8_t *)reason,
+	    reason ? strlen(reason) : 0) == 0)
+		ws->ws_close_queued = 1;
+	ws_after(ws);
 }
 
 /* --- client mode: TLS (or plain) bufferevent, wslay client ----------- */
@@ -351,7 +762,6 @@ ws_close(struct ws *ws, uint16_t code, const char *reason)
 #define WS_HEAD_MAX	8192
 
 static void	ws_bev_read(struct bufferevent *, void *);
-static void	ws_bev_write(struct bufferevent *, void *);
 static void	ws_bev_event(struct bufferevent *, short, void *);
 static int	ws_genmask_cb(wslay_event_context_ptr, uint8_t *, size_t,
 		    void *);
@@ -368,8 +778,7 @@ ws_genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
     void *arg)
 {
 	(void)arg, (void)ctx;
-	/* Buffered ChaCha from glibc: no getrandom(2) per audio frame. */
-	arc4random_buf(buf, len);
+	ws_mask_bytes(buf, len);
 	return 0;
 }
 
@@ -437,6 +846,8 @@ ws_client_new(struct event_base *base, struct evdns_base *dns,
 		return NULL;
 	}
 	ws->ws_fd = -1;
+	ws->ws_client = 1;
+	ws->ws_base = base;
 	ws->ws_cb = cb;
 	ws->ws_arg = arg;
 	ws->ws_maxmsg = maxmsg;
@@ -479,8 +890,7 @@ ws_client_new(struct event_base *base, struct evdns_base *dns,
 	    "Sec-WebSocket-Version: 13\r\nUser-Agent: naiberd/%s\r\n\r\n",
 	    path, ws->ws_host, port, ws->ws_key, NAIBER_VERSION) == -1)
 		goto fail;
-	bufferevent_setcb(ws->ws_bev, ws_bev_read, ws_bev_write,
-	    ws_bev_event, ws);
+	bufferevent_setcb(ws->ws_bev, ws_bev_read, NULL, ws_bev_event, ws);
 	bufferevent_enable(ws->ws_bev, EV_READ | EV_WRITE);
 	if (bufferevent_socket_connect_hostname(ws->ws_bev, dns, AF_UNSPEC,
 	    ws->ws_host, port) == -1) {
@@ -500,10 +910,11 @@ ws_client_fail(struct ws *ws, const char *why)
 	ws->ws_eof = 1;
 	if (ws->ws_bev != NULL)
 		bufferevent_disable(ws->ws_bev, EV_READ | EV_WRITE);
-	snprintf(ws->ws_why, sizeof(ws->ws_why), "%s", why);
+	ws_update(ws);
+	if (why != ws->ws_why)
+		snprintf(ws->ws_why, sizeof(ws->ws_why), "%s", why);
 	ws_report_close(ws, 1006, ws->ws_why);
-	if (ws->ws_cb->on_done != NULL)
-		ws->ws_cb->on_done(ws->ws_arg);
+	ws_tell_done(ws);
 }
 
 /* The 101 answer: status, Upgrade and the accept key. */
@@ -546,6 +957,31 @@ ws_client_head(struct ws *ws)
 	return 1;
 }
 
+/*
+ * Upgraded: from here the socket (and its SSL) is driven directly, like
+ * the server side; the bufferevent only stays to be freed with them.
+ * Anything it read past the 101 (SSL's pending records included: it
+ * drains SSL before calling us) is handed over first.
+ */
+static int
+ws_client_takeover(struct ws *ws)
+{
+	struct evbuffer	*in = bufferevent_get_input(ws->ws_bev);
+	size_t		 n = evbuffer_get_length(in);
+	int		 rc;
+
+	ws->ws_fd = bufferevent_getfd(ws->ws_bev);
+	ws->ws_ssl = bufferevent_openssl_get_ssl(ws->ws_bev);
+	if (ws->ws_ssl != NULL)
+		SSL_set_mode(ws->ws_ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
+		    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	bufferevent_setcb(ws->ws_bev, NULL, NULL, NULL, NULL);
+	bufferevent_disable(ws->ws_bev, EV_READ | EV_WRITE);
+	rc = ws_start_io(ws, n > 0 ? evbuffer_pullup(in, -1) : NULL, n);
+	evbuffer_drain(in, n);
+	return rc;
+}
+
 static void
 ws_bev_read(struct bufferevent *bev, void *arg)
 {
@@ -553,35 +989,15 @@ ws_bev_read(struct bufferevent *bev, void *arg)
 	int		 r;
 
 	(void)bev;
-	if (ws->ws_ctx == NULL) {
-		if ((r = ws_client_head(ws)) == 0)
-			return;
-		if (r == -1) {
-			ws_client_fail(ws, ws->ws_why[0] ? ws->ws_why :
-			    "bad WebSocket handshake answer");
-			return;
-		}
-		ws->ws_open = 1;
-		if (ws->ws_cb->on_open != NULL)
-			ws->ws_cb->on_open(ws->ws_arg);
-		if (ws->ws_eof || ws->ws_closed)
-			return;
-	}
-	if (wslay_event_recv(ws->ws_ctx) != 0 ||
-	    wslay_event_send(ws->ws_ctx) != 0) {
-		ws_client_fail(ws, "protocol error");
+	if ((r = ws_client_head(ws)) == 0)
+		return;
+	if (r == -1 || ws_client_takeover(ws) == -1) {
+		ws_client_fail(ws, ws->ws_why[0] ? ws->ws_why :
+		    "bad WebSocket handshake answer");
 		return;
 	}
-	ws_bev_check_done(ws);
-}
-
-static void
-ws_bev_write(struct bufferevent *bev, void *arg)
-{
-	struct ws	*ws = arg;
-
-	(void)bev;
-	ws_bev_check_done(ws);
+	if (ws->ws_cb->on_open != NULL)
+		ws->ws_cb->on_open(ws->ws_arg);
 }
 
 static void
@@ -614,30 +1030,14 @@ ws_bev_event(struct bufferevent *bev, short what, void *arg)
 	ws_client_fail(ws, why);
 }
 
-/* Client side is done once wslay has nothing to do and output drained. */
-static void
-ws_bev_check_done(struct ws *ws)
-{
-	if (ws->ws_ctx == NULL || ws->ws_eof)
-		return;
-	if (!wslay_event_want_read(ws->ws_ctx) &&
-	    !wslay_event_want_write(ws->ws_ctx) &&
-	    evbuffer_get_length(bufferevent_get_output(ws->ws_bev)) == 0) {
-		ws->ws_eof = 1;
-		ws_report_close(ws, ws->ws_close_code ? ws->ws_close_code :
-		    1000, "closed");
-		if (ws->ws_cb->on_done != NULL)
-			ws->ws_cb->on_done(ws->ws_arg);
-	}
-}
-
 int
 ws_ping(struct ws *ws)
 {
 	struct wslay_event_msg	m = { WSLAY_PING, NULL, 0 };
 
-	if (ws->ws_ctx == NULL || wslay_event_queue_msg(ws->ws_ctx, &m) != 0)
+	if (ws->ws_ctx == NULL || ws->ws_rev == NULL || ws->ws_eof ||
+	    wslay_event_queue_msg(ws->ws_ctx, &m) != 0)
 		return -1;
-	ws_update(ws);
+	ws_after(ws);
 	return 0;
 }
