@@ -248,6 +248,7 @@ tw_fast_body(struct jscan *js, struct tw_event *ev)
 	struct jval	v;
 	int		r;
 
+	ev->te_chunk = ev->te_timestamp = -1;	/* tw_num() of absent */
 	while ((r = jscan_next(js, &k, &v)) == 1) {
 		if (jscan_eq(k.jk_s, k.jk_len, "payload")) {
 			if (v.jv_type != JT_STR)
