@@ -7,8 +7,10 @@
  * true, false, null, objects and arrays nested at most JS_DEPTH deep
  * with at most JS_KEYS keys open at once.  Anything else, including a
  * duplicate key at any depth, makes it give up (-1): the caller then
- * hands the message to jansson, which decides.  A result of 0 or 1
- * therefore means jansson would read the same text the same way.
+ * hands the message to jansson, which decides.  A scan that reaches
+ * jscan_end() without giving up therefore read the text as jansson
+ * with JSON_REJECT_DUPLICATES would.  The returned strings and keys
+ * point into the buffer and are not NUL-terminated.
  */
 #ifndef NAIBER_JSCAN_H
 #define NAIBER_JSCAN_H
