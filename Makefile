@@ -24,7 +24,7 @@ B	 = build
 COMMON	 = common/log.c common/util.c common/config.c common/channel.c \
 	   common/httphead.c common/twilio.c common/twilio_rest.c \
 	   common/evcurl.c common/redis.c common/tls.c common/session.c \
-	   common/jobs.c common/prompt.c common/pgurl.c
+	   common/jobs.c common/prompt.c common/pgurl.c common/jscan.c
 SUPERV	 = supervisor/main.c supervisor/supervisor.c supervisor/listener.c \
 	   supervisor/router.c supervisor/api_ops.c supervisor/pool.c \
 	   supervisor/metrics.c supervisor/api_call.c supervisor/api_twilio.c \
@@ -124,14 +124,14 @@ $(B)/test/test_config: tests/unit/test_config.c common/config.c
 $(B)/test/test_httphead: tests/unit/test_httphead.c common/httphead.c
 $(B)/test/test_twilio_sig: tests/unit/test_twilio_sig.c common/twilio.c
 $(B)/test/test_twilio_event: tests/unit/test_twilio_event.c \
-	worker/twilio_event.c common/util.c
+	worker/twilio_event.c common/jscan.c common/util.c
 $(B)/test/test_util: tests/unit/test_util.c common/util.c
 $(B)/test/test_profile: tests/unit/test_profile.c worker/profile.c \
 	common/log.c common/util.c common/pgurl.c
 $(B)/test/test_jobs: tests/unit/test_jobs.c common/jobs.c common/redis.c \
 	common/log.c common/util.c
 $(B)/test/test_eleven_event: tests/unit/test_eleven_event.c \
-	worker/eleven_event.c common/util.c
+	worker/eleven_event.c common/jscan.c common/util.c
 $(B)/test/test_prompt: tests/unit/test_prompt.c common/prompt.c
 $(B)/test/test_transcode: tests/unit/test_transcode.c worker/transcode.c
 $(B)/test/test_evcurl: tests/unit/test_evcurl.c common/evcurl.c

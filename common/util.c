@@ -154,6 +154,29 @@ b64_decode(const char *in, size_t n, uint8_t *out, size_t cap)
 	return (long)o;
 }
 
+/*
+ * b64_decode()'s acceptance without writing: the decoded length, or
+ * -1 where b64_decode() with room enough would refuse.  Validators on
+ * the audio path use it instead of decoding into a scratch buffer.
+ */
+long
+b64_check(const char *in, size_t n)
+{
+	size_t	i, pad = 0;
+
+	if (n % 4 != 0)
+		return -1;
+	if (n > 0 && in[n - 1] == '=')
+		pad++;
+	if (n > 1 && in[n - 2] == '=')
+		pad++;
+	/* b64_decode() reads every byte but the last pad ones. */
+	for (i = 0; i < n - pad; i++)
+		if (b64_val((unsigned char)in[i]) < 0)
+			return -1;
+	return (long)(n / 4 * 3 - pad);
+}
+
 int
 json_escape(const char *s, char *out, size_t cap)
 {

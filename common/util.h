@@ -22,6 +22,8 @@ size_t		b64_enc_len(size_t);
 size_t		b64_encode(const uint8_t *, size_t, char *);
 /* Strict: rejects bad characters and bad padding; returns -1 or length. */
 long		b64_decode(const char *, size_t, uint8_t *, size_t) MUST_CHECK;
+/* b64_decode()'s verdict without output: -1 or the decoded length. */
+long		b64_check(const char *, size_t) MUST_CHECK;
 
 /* Write JSON string escape of s into out (bounded); returns -1 if short. */
 int		json_escape(const char *, char *, size_t) MUST_CHECK;

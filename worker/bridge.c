@@ -25,6 +25,22 @@ static uint8_t	br_conv[BR_PCM_MAX];
 static char	br_b64[BR_PCM_MAX / 3 * 4 + 8];
 static char	br_msg[BR_PCM_MAX / 3 * 4 + 256];
 
+#define BR_LIT(s)	(s), sizeof(s) - 1
+
+/*
+ * Appends n bytes to br_msg at *off, always leaving room for a NUL as
+ * snprintf() did; -1 once the message would not fit.
+ */
+static int
+br_put(size_t *off, const char *s, size_t n)
+{
+	if (n >= sizeof(br_msg) - *off)
+		return -1;
+	memcpy(br_msg + *off, s, n);
+	*off += n;
+	return 0;
+}
+
 int
 bridge_formats(struct call *c, const char *fin, const char *fout)
 {
@@ -71,7 +87,7 @@ bridge_caller_audio(struct call *c, const char *b64, size_t len)
 {
 	const char	*p = b64;
 	long		 n = (long)len;
-	int		 m;
+	size_t		 m = 0;
 
 	if (c->c_el_state != EL_READY) {
 		c->c_cnt.dn_frames_dropped++;	/* never queued */
@@ -84,13 +100,13 @@ bridge_caller_audio(struct call *c, const char *b64, size_t len)
 		}
 		p = br_b64;
 	}
-	if ((size_t)n + 32 > sizeof(br_msg)) {
+	if ((size_t)n + 32 > sizeof(br_msg) ||
+	    br_put(&m, BR_LIT("{\"user_audio_chunk\":\"")) == -1 ||
+	    br_put(&m, p, (size_t)n) == -1 || br_put(&m, BR_LIT("\"}")) == -1) {
 		c->c_cnt.dn_bad_messages++;
 		return;
 	}
-	m = snprintf(br_msg, sizeof(br_msg), "{\"user_audio_chunk\":\"%.*s\"}",
-	    (int)n, p);
-	if (eleven_send_audio(c, br_msg, (size_t)m) == 0)
+	if (eleven_send_audio(c, br_msg, m) == 0)
 		c->c_cnt.dn_frames_in++;
 	else
 		c->c_cnt.dn_frames_dropped++;
@@ -103,15 +119,14 @@ bridge_agent_audio(struct call *c, const char *b64, size_t len,
 {
 	const char	*p = b64;
 	long		 n = (long)len;
-	int		 m;
+	size_t		 m = 0;
 
 	if (c->c_interrupted >= 0 && event_id <= c->c_interrupted) {
 		c->c_cnt.dn_frames_dropped++;	/* stale after barge-in */
 		return;
 	}
 	if (c->c_passthrough_out) {
-		if (len > BR_B64_MAX || b64_decode(b64, len, br_raw,
-		    sizeof(br_raw)) < 0) {
+		if (len > BR_B64_MAX || b64_check(b64, len) < 0) {
 			c->c_cnt.dn_bad_messages++;
 			return;
 		}
@@ -122,11 +137,11 @@ bridge_agent_audio(struct call *c, const char *b64, size_t len,
 		p = br_b64;
 	if (n == 0)
 		return;
-	m = snprintf(br_msg, sizeof(br_msg), "{\"event\":\"media\","
-	    "\"streamSid\":\"%s\",\"media\":{\"payload\":\"%.*s\"}}",
-	    c->c_stream_sid, (int)n, p);
-	if (m < 0 || (size_t)m >= sizeof(br_msg) ||
-	    twilio_ws_send(c, br_msg, (size_t)m) == -1) {
+	if (br_put(&m, BR_LIT("{\"event\":\"media\",\"streamSid\":\"")) ||
+	    br_put(&m, c->c_stream_sid, strlen(c->c_stream_sid)) ||
+	    br_put(&m, BR_LIT("\",\"media\":{\"payload\":\"")) ||
+	    br_put(&m, p, (size_t)n) || br_put(&m, BR_LIT("\"}}")) ||
+	    twilio_ws_send(c, br_msg, m) == -1) {
 		c->c_cnt.dn_frames_dropped++;
 		return;
 	}

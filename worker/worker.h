@@ -82,7 +82,8 @@ struct tw_event {
 	long		 te_channels;
 	int		 te_nparams;
 	/* media */
-	const char	*te_payload;		/* base64, inside te_root */
+	const char	*te_payload;		/* base64, not NUL-ended,
+						   in te_root or the text */
 	size_t		 te_payload_len;
 	long		 te_chunk;
 	long		 te_timestamp;
@@ -90,7 +91,7 @@ struct tw_event {
 	/* mark, dtmf */
 	char		 te_name[64];
 	char		 te_digit[8];
-	void		*te_root;		/* json_t *, owned */
+	void		*te_root;		/* json_t *, owned, or NULL */
 	/* last: not cleared per message, valid below te_nparams */
 	char		 te_pname[TW_MAX_PARAMS][64];
 	char		 te_pvalue[TW_MAX_PARAMS][512];
@@ -98,6 +99,9 @@ struct tw_event {
 
 int		 twilio_event_parse(const char *, size_t, struct tw_event *,
 		    const char **) __attribute__((warn_unused_result));
+int		 twilio_event_parse_slow(const char *, size_t,
+		    struct tw_event *, const char **)
+		    __attribute__((warn_unused_result));
 void		 twilio_event_free(struct tw_event *);
 const char	*twilio_event_param(const struct tw_event *, const char *);
 
@@ -121,7 +125,8 @@ struct el_event {
 	enum el_ev	 ee_type;
 	char		 ee_type_name[48];
 	long long	 ee_event_id;	/* -1 if absent */
-	const char	*ee_audio;	/* base64, inside ee_root */
+	const char	*ee_audio;	/* base64, not NUL-ended, in
+					   ee_root or the text */
 	size_t		 ee_audio_len;
 	char		 ee_conv_id[128];
 	char		 ee_fmt_in[24];
@@ -129,10 +134,12 @@ struct el_event {
 	char		 ee_tool[64];
 	char		 ee_error_type[64];
 	char		 ee_error_msg[160];
-	void		*ee_root;	/* json_t *, owned */
+	void		*ee_root;	/* json_t *, owned, or NULL */
 };
 
 int	eleven_event_parse(const char *, size_t, struct el_event *,
+	    const char **) __attribute__((warn_unused_result));
+int	eleven_event_parse_slow(const char *, size_t, struct el_event *,
 	    const char **) __attribute__((warn_unused_result));
 void	eleven_event_free(struct el_event *);
 

@@ -53,10 +53,10 @@ $(FUZZ_B)/fuzz_httphead: FUZZ_LIBS = -lhttp_parser $(FUZZ_CRYPTO)
 $(FUZZ_B)/fuzz_channel: $(FUZZ_D)/fuzz_channel.c common/channel.c \
 	common/util.c
 $(FUZZ_B)/fuzz_twilio_event: $(FUZZ_D)/fuzz_twilio_event.c \
-	worker/twilio_event.c common/util.c
+	worker/twilio_event.c common/jscan.c common/util.c
 $(FUZZ_B)/fuzz_twilio_event: FUZZ_LIBS = $(FUZZ_JANSSON)
 $(FUZZ_B)/fuzz_eleven_event: $(FUZZ_D)/fuzz_eleven_event.c \
-	worker/eleven_event.c common/util.c
+	worker/eleven_event.c common/jscan.c common/util.c
 $(FUZZ_B)/fuzz_eleven_event: FUZZ_LIBS = $(FUZZ_JANSSON)
 $(FUZZ_B)/fuzz_audio: $(FUZZ_D)/fuzz_audio.c common/util.c \
 	worker/transcode.c

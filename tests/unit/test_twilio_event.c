@@ -3,7 +3,9 @@
  * of Twilio Media Streams text frames.  The accepted messages are the
  * examples of docs/protocols.md section 1.2, with strings and with JSON
  * numbers; every rejection must give a reason and leak nothing (the
- * test binary runs under LeakSanitizer).
+ * test binary runs under LeakSanitizer).  The non-allocating fast path
+ * for media must take the usual messages, give up on everything odd,
+ * and always agree with the jansson path (twilio_event_parse_slow).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,6 +42,17 @@ static void	test_duplicate_keys(void **);
 static void	test_oversized(void **);
 static void	test_binary_frame(void **);
 static void	test_free_twice(void **);
+static void	same_event(const struct tw_event *, const struct tw_event *);
+static void	fast(const char *, int);
+static void	test_fast_hit(void **);
+static void	test_fast_fallback(void **);
+static void	test_fast_reject(void **);
+static void	test_fast_numbers(void **);
+
+/* What fast() expects of twilio_event_parse(). */
+#define F_HIT		1	/* accepted in place, te_root NULL */
+#define F_SLOW		0	/* accepted by the jansson path */
+#define F_REJECT	-1
 
 /* docs/protocols.md section 1.2, verbatim (SIDs shortened with "…"). */
 #define EX_CONNECTED \
@@ -613,6 +626,237 @@ test_free_twice(void **state)
 	twilio_event_free(&ev);
 }
 
+static void
+same_event(const struct tw_event *a, const struct tw_event *b)
+{
+	int	i;
+
+	assert_int_equal(a->te_type, b->te_type);
+	assert_int_equal(a->te_seq, b->te_seq);
+	assert_string_equal(a->te_stream_sid, b->te_stream_sid);
+	assert_string_equal(a->te_call_sid, b->te_call_sid);
+	assert_string_equal(a->te_account_sid, b->te_account_sid);
+	assert_string_equal(a->te_encoding, b->te_encoding);
+	assert_int_equal(a->te_rate, b->te_rate);
+	assert_int_equal(a->te_channels, b->te_channels);
+	assert_int_equal(a->te_chunk, b->te_chunk);
+	assert_int_equal(a->te_timestamp, b->te_timestamp);
+	assert_string_equal(a->te_track, b->te_track);
+	assert_string_equal(a->te_name, b->te_name);
+	assert_string_equal(a->te_digit, b->te_digit);
+	assert_int_equal(a->te_nparams, b->te_nparams);
+	for (i = 0; i < a->te_nparams; i++) {
+		assert_string_equal(a->te_pname[i], b->te_pname[i]);
+		assert_string_equal(a->te_pvalue[i], b->te_pvalue[i]);
+	}
+	assert_int_equal(a->te_payload == NULL, b->te_payload == NULL);
+	assert_int_equal(a->te_payload_len, b->te_payload_len);
+	if (a->te_payload != NULL)
+		assert_memory_equal(a->te_payload, b->te_payload,
+		    a->te_payload_len);
+}
+
+/*
+ * Parses s (copied to a buffer of its own size, no NUL) both ways:
+ * the outcome must be want, and the two results equal.
+ */
+static void
+fast(const char *s, int want)
+{
+	struct tw_event	 ev, slow;
+	const char	*why = NULL, *swhy = NULL;
+	size_t		 len = strlen(s);
+	char		*buf;
+	int		 rc;
+
+	buf = malloc(len);
+	assert_non_null(buf);
+	memcpy(buf, s, len);
+	rc = twilio_event_parse(buf, len, &ev, &why);
+	assert_int_equal(twilio_event_parse_slow(buf, len, &slow, &swhy), rc);
+	if (want == F_REJECT) {
+		if (rc != -1)
+			fail_msg("accepted: %s", s);
+		assert_string_equal(why, swhy);
+	} else {
+		if (rc != 0)
+			fail_msg("refused (%s): %s", why, s);
+		same_event(&ev, &slow);
+		if ((ev.te_root == NULL) != (want == F_HIT))
+			fail_msg("%s path: %s", ev.te_root == NULL ? "fast" :
+			    "slow", s);
+		if (want == F_HIT)
+			assert_true(ev.te_payload >= buf &&
+			    ev.te_payload + ev.te_payload_len <= buf + len);
+	}
+	twilio_event_free(&ev);
+	twilio_event_free(&slow);
+	free(buf);
+}
+
+static void
+test_fast_hit(void **state)
+{
+	struct tw_event	 ev;
+	const char	*why, *s;
+
+	(void)state;
+	/* What Twilio sends, as in protocols.md with ASCII SIDs. */
+	s = "{\"event\":\"media\",\"sequenceNumber\":\"2\","
+	    "\"streamSid\":\"MZ7d1e\",\n \"media\":{\"track\":\"inbound\","
+	    "\"chunk\":\"1\",\"timestamp\":\"20\",\"payload\":\"/////38A\"}}";
+	assert_int_equal(parse(s, &ev, &why), 0);
+	assert_null(ev.te_root);
+	assert_int_equal(ev.te_type, TWE_MEDIA);
+	assert_int_equal(ev.te_seq, 2);
+	assert_string_equal(ev.te_stream_sid, "MZ7d1e");
+	assert_string_equal(ev.te_track, "inbound");
+	assert_int_equal(ev.te_chunk, 1);
+	assert_int_equal(ev.te_timestamp, 20);
+	assert_ptr_equal(ev.te_payload, strstr(s, "/////38A"));
+	assert_int_equal(ev.te_payload_len, 8);
+	twilio_event_free(&ev);
+	assert_null(ev.te_payload);
+	fast(s, F_HIT);
+	/* Any key order, whitespace, numbers, nulls, absent members. */
+	fast("{\"media\":{\"payload\":\"fn98fQ==\",\"timestamp\":\"60\","
+	    "\"chunk\":\"3\",\"track\":\"inbound\"},\"streamSid\":\"MZ1\","
+	    "\"event\":\"media\",\"sequenceNumber\":\"4\"}", F_HIT);
+	fast(" \t\r\n{ \"event\" : \"media\" , \"media\" : { \"payload\" :"
+	    " \"AAAA\" } } \n", F_HIT);
+	fast("{\"event\":\"media\",\"sequenceNumber\":null,\"streamSid\":"
+	    "null,\"media\":{\"track\":null,\"chunk\":true,\"timestamp\":"
+	    "false,\"payload\":\"\"}}", F_HIT);
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"%%not base64\"}}",
+	    F_HIT);
+	/* Sizes just within the struct. */
+	fast("{\"event\":\"media\",\"streamSid\":\"MZ01234567890123456789"
+	    "012345678901234567890123456789012345678901\",\"media\":{"
+	    "\"track\":\"inbound_track_ab\",\"payload\":\"AAAA\"}}", F_REJECT);
+	fast("{\"event\":\"media\",\"streamSid\":\"MZ01234567890123456789"
+	    "01234567890123456789012345678901234567890\",\"media\":{"
+	    "\"track\":\"inbound_track_a\",\"payload\":\"AAAA\"}}", F_HIT);
+}
+
+/* Each reason to give up, on messages jansson accepts. */
+static void
+test_fast_fallback(void **state)
+{
+	(void)state;
+	/* An escape in a string, or in a key. */
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"AA\\/A\"}}",
+	    F_SLOW);
+	fast("{\"event\":\"med\\u0069a\",\"media\":{\"payload\":\"AAAA\"}}",
+	    F_SLOW);
+	fast("{\"ev\\u0065nt\":\"media\",\"media\":{\"payload\":\"AAAA\"}}",
+	    F_SLOW);
+	/* Non-ASCII (the documented example's "…") or DEL. */
+	fast(EX_MEDIA, F_SLOW);
+	fast("{\"event\":\"media\",\"streamSid\":\"MZ\x7f\",\"media\":"
+	    "{\"payload\":\"AAAA\"}}", F_SLOW);
+	/* Unknown keys, at the top or inside media. */
+	fast("{\"event\":\"media\",\"extra\":[1,{\"a\":2}],\"media\":"
+	    "{\"payload\":\"AAAA\"}}", F_SLOW);
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"AAAA\","
+	    "\"extra\":1}}", F_SLOW);
+	/* Types the fast path leaves to jansson. */
+	fast("{\"event\":\"media\",\"sequenceNumber\":[1],\"media\":"
+	    "{\"payload\":\"AAAA\"}}", F_SLOW);
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"AAAA\","
+	    "\"chunk\":{}}}", F_SLOW);
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"AAAA\","
+	    "\"timestamp\":1.5}}", F_SLOW);
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"AAAA\","
+	    "\"timestamp\":2e1}}", F_SLOW);
+	fast("{\"event\":\"media\",\"sequenceNumber\":1234567890123456789,"
+	    "\"media\":{\"payload\":\"AAAA\"}}", F_SLOW);
+	fast("{\"event\":\"media\",\"sequenceNumber\":\"000000000000000000"
+	    "000000000000000000012\",\"media\":{\"payload\":\"AAAA\"}}",
+	    F_SLOW);
+	/* Other events are never on the fast path. */
+	fast(EX_CONNECTED, F_SLOW);
+	fast(EX_START, F_SLOW);
+	fast(EX_MARK, F_SLOW);
+	fast(EX_STOP, F_SLOW);
+	fast("{\"event\":\"Media\",\"media\":{\"payload\":\"AAAA\"}}",
+	    F_SLOW);
+}
+
+/* Each reason to give up, on messages jansson refuses. */
+static void
+test_fast_reject(void **state)
+{
+	char	deep[128];
+
+	(void)state;
+	/* Duplicate keys, at either level. */
+	fast("{\"event\":\"media\",\"event\":\"media\",\"media\":"
+	    "{\"payload\":\"AAAA\"}}", F_REJECT);
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"AAAA\","
+	    "\"payload\":\"AAAA\"}}", F_REJECT);
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"AAAA\"},"
+	    "\"media\":{\"payload\":\"AAAA\"}}", F_REJECT);
+	/* Wrong types and sizes. */
+	fast("{\"event\":\"media\",\"streamSid\":7,\"media\":"
+	    "{\"payload\":\"AAAA\"}}", F_REJECT);
+	fast("{\"event\":\"media\",\"media\":{\"payload\":7}}", F_REJECT);
+	fast("{\"event\":\"media\",\"media\":[\"AAAA\"]}", F_REJECT);
+	fast("{\"event\":\"media\",\"media\":{\"track\":\"inbound\"}}",
+	    F_REJECT);
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"AAAA\","
+	    "\"track\":\"inbound_track_is_long\"}}", F_REJECT);
+	/* Control characters, invalid UTF-8, NUL escapes. */
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"AA\tA\"}}",
+	    F_REJECT);
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"AA\xff" "A\"}}",
+	    F_REJECT);
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"A\\u0000\"}}",
+	    F_REJECT);
+	/* Broken JSON around a good media message. */
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"AAAA\"}} x",
+	    F_REJECT);
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"AAAA\"},}",
+	    F_REJECT);
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"AAAA\"}",
+	    F_REJECT);
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"AAAA\","
+	    "\"chunk\":01}}", F_REJECT);
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"AAAA\","
+	    "\"chunk\":-}}", F_REJECT);
+	fast("{\"event\":\"media\",\"media\":{\"payload\":\"AAAA\","
+	    "\"chunk\":tru}}", F_REJECT);
+	fast("{\"event\":\"media\",\"sequenceNumber\":"
+	    "123456789012345678901234567890,\"media\":{\"payload\":\"A\"}}",
+	    F_REJECT);
+	/* Deeper than the scanner goes and broken: jansson says no. */
+	snprintf(deep, sizeof(deep), "{\"event\":\"media\",\"x\":%s}",
+	    "[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]");
+	fast(deep, F_REJECT);
+}
+
+/* tw_num() rules on the fast path: strtol()'s view of strings. */
+static void
+test_fast_numbers(void **state)
+{
+	static const char *const v[] = {
+		"0", "-0", "7", "-7", "123456789012345678", "\"0\"", "\"-0\"",
+		"\"+7\"", "\" 7\"", "\"7 \"", "\"-7\"", "\"\"", "\"x\"",
+		"\"1a\"", "\"0x10\"", "\"9223372036854775807\"",
+		"\"9223372036854775808\"", "\"0000000000000000000000000000017\"",
+		"null", "true", "false",
+	};
+	char	msg[256];
+	size_t	i;
+
+	(void)state;
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		snprintf(msg, sizeof(msg), "{\"event\":\"media\","
+		    "\"sequenceNumber\":%s,\"media\":{\"chunk\":%s,"
+		    "\"timestamp\":%s,\"payload\":\"AAAA\"}}", v[i], v[i], v[i]);
+		fast(msg, F_HIT);
+	}
+}
+
 int
 main(void)
 {
@@ -637,6 +881,10 @@ main(void)
 		cmocka_unit_test(test_oversized),
 		cmocka_unit_test(test_binary_frame),
 		cmocka_unit_test(test_free_twice),
+		cmocka_unit_test(test_fast_hit),
+		cmocka_unit_test(test_fast_fallback),
+		cmocka_unit_test(test_fast_reject),
+		cmocka_unit_test(test_fast_numbers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /*
  * test_util.c - unit tests for common/util.c: base64 both ways (round
- * trips of random bytes, RFC 4648 section 10 vectors, strict decoding),
+ * trips of random bytes, RFC 4648 section 10 vectors, strict decoding,
+ * b64_check() agreeing with b64_decode() on every short string),
  * JSON string escaping and its bounds, ISO 8601 timestamps, constant
  * time string comparison and the loopback address check.
  * Pure functions: no I/O, no allocation; runs under ASan and UBSan.
@@ -28,6 +29,8 @@ static void	test_b64_reject_length(void **);
 static void	test_b64_reject_chars(void **);
 static void	test_b64_reject_padding(void **);
 static void	test_b64_small_output(void **);
+static void	b64_agree(const char *, size_t);
+static void	test_b64_check(void **);
 static void	test_json_escape(void **);
 static void	test_json_escape_short(void **);
 static void	test_json_escape_exact_fit(void **);
@@ -180,6 +183,71 @@ test_b64_small_output(void **state)
 	assert_int_equal(b64_decode("Zg==", 4, out, 1), 1);
 	assert_int_equal(out[0], 'f');
 	assert_int_equal(b64_decode("", 0, out, 0), 0);
+}
+
+/* b64_check() says what b64_decode() with room enough says. */
+static void
+b64_agree(const char *s, size_t n)
+{
+	uint8_t	out[64];
+	long	r;
+
+	assert_true(n / 4 * 3 <= sizeof(out));
+	r = b64_decode(s, n, out, sizeof(out));
+	if (b64_check(s, n) != r)
+		fail_msg("b64_check disagrees on \"%.*s\" (%zu bytes)",
+		    (int)n, s, n);
+}
+
+static void
+test_b64_check(void **state)
+{
+	/* Valid and invalid letters, pad, NUL: every string up to 8. */
+	static const char	 alpha[] = { 'A', '/', '+', 'z', '=', '-', '\0' };
+	static const char *const bad[] = { "Zg=a", "=Zg=", "====", "Z===",
+	    "Zg==Zg==", "Zm=vYmFy", "Zm9=Zm9v", "=Zm9", "Z=g=", "Zm9v!A==",
+	    "Zm 9", "Zm9v\n", "Zm-_", "Zm9\x80", "Z", "Zg", "Zg=",
+	    "Zm9vYmFy=" };
+	char		 s[48];
+	uint32_t	 seed = 0x4a55;
+	size_t		 len, i, j, k, combos;
+
+	(void)state;
+	for (i = 0; i < sizeof(rfc4648) / sizeof(rfc4648[0]); i++) {
+		assert_int_equal(b64_check(rfc4648[i].enc,
+		    strlen(rfc4648[i].enc)), strlen(rfc4648[i].plain));
+		b64_agree(rfc4648[i].enc, strlen(rfc4648[i].enc));
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(b64_check(bad[i], strlen(bad[i])), -1);
+		b64_agree(bad[i], strlen(bad[i]));
+	}
+	assert_int_equal(b64_check("Zm\0v", 4), -1);
+	for (len = 0; len <= 8; len++) {
+		for (combos = 1, i = 0; i < len; i++)
+			combos *= sizeof(alpha);
+		for (k = 0; k < combos; k++) {
+			for (i = 0, j = k; i < len; i++, j /= sizeof(alpha))
+				s[i] = alpha[j % sizeof(alpha)];
+			b64_agree(s, len);
+		}
+	}
+	/* Longer strings: valid text with one byte changed. */
+	for (k = 0; k < 20000; k++) {
+		len = 4 * (1 + rnd_next(&seed) % 10);
+		for (i = 0; i < len; i++)
+			s[i] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef"
+			    "ghijklmnopqrstuvwxyz0123456789+/"
+			    [rnd_next(&seed) % 64];
+		if (k % 3 == 0)
+			s[len - 1] = '=';
+		if (k % 6 == 0)
+			s[len - 2] = '=';
+		if (k % 2 == 0)
+			s[rnd_next(&seed) % len] =
+			    alpha[rnd_next(&seed) % sizeof(alpha)];
+		b64_agree(s, len);
+	}
 }
 
 static void
@@ -348,6 +416,7 @@ main(void)
 		cmocka_unit_test(test_b64_reject_chars),
 		cmocka_unit_test(test_b64_reject_padding),
 		cmocka_unit_test(test_b64_small_output),
+		cmocka_unit_test(test_b64_check),
 		cmocka_unit_test(test_json_escape),
 		cmocka_unit_test(test_json_escape_short),
 		cmocka_unit_test(test_json_escape_exact_fit),
