@@ -59,6 +59,7 @@ struct config {
 	long	 drain_timeout;
 	long	 max_call_seconds;
 	long	 first_message_wait;
+	long	 sched_slice;
 	char	*spool_dir;
 	char	*prompts_dir;
 	char	*api_token;

@@ -19,6 +19,7 @@ int		ct_streq(const char *, const char *);
 
 /* Standard alphabet with padding. */
 size_t		b64_enc_len(size_t);
+int		sched_set_slice(long);
 size_t		b64_encode(const uint8_t *, size_t, char *);
 /* Strict: rejects bad characters and bad padding; returns -1 or length. */
 long		b64_decode(const char *, size_t, uint8_t *, size_t) MUST_CHECK;

@@ -189,6 +189,9 @@ main(int argc, char **argv)
 		return 1;
 	if (cf->user != NULL && drop_privileges(cf->user) == -1)
 		return 1;
+	if (sched_set_slice(cf->sched_slice) == -1)
+		log_debug("sched_slice %ld us not applied: %s", cf->sched_slice,
+		    strerror(errno));
 	return supervisor_run();
 }
 

@@ -265,6 +265,29 @@ itest('-u nobody: the supervisor and every worker run as nobody', async (t) => {
 	assert.equal((await d.http('GET', '/health')).status, 200);
 });
 
+/* se.slice from /proc/<pid>/sched (ns), or null where the kernel has none. */
+function sliceOf(pid) {
+	const m = fs.readFileSync(`/proc/${pid}/sched`, 'utf8').match(/^se\.slice\s*:\s*(\d+)/m);
+	return m ? Number(m[1]) : null;
+}
+
+itest('sched_slice: supervisor and workers run with the asked slice; 0 leaves the default', async (t) => {
+	if (sliceOf(process.pid) === null) {
+		t.skip('this kernel shows no se.slice (EEVDF custom slices are Linux 6.12+)');
+		return;
+	}
+	const d = await startNaiberd({ workers: 2, maxCalls: 4, env: { NAIBER_SCHED_SLICE: '250' } });
+	const workers = await waitFor(() => { const c = d.children(); return c.length === 2 && c; }, 5000,
+	    '2 idle workers');
+	assert.equal(sliceOf(d.pid), 250000, 'supervisor slice (ns)');
+	for (const w of workers)
+		assert.equal(sliceOf(w), 250000, `worker ${w} slice (ns), inherited`);
+	await d.stop();
+	const def = sliceOf(process.pid);
+	const d0 = await startNaiberd({ workers: 1, maxCalls: 4, env: { NAIBER_SCHED_SLICE: '0' } });
+	assert.equal(sliceOf(d0.pid), def, 'slice 0: the kernel default, as for this test process');
+});
+
 itest('root without -u is refused on a port below 1024 and with -D', async (t) => {
 	if (!isRoot) {
 		t.skip('needs root');
