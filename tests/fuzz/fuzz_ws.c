@@ -1,0 +1,586 @@
+/*
+ * fuzz_ws.c - libFuzzer target for the server side of worker/ws.c: its
+ * own frame parser (ws_parse) with the in-place fast path, and the
+ * hand-over of every other frame to wslay.  The input is what a client
+ * sends; a real event_base drives a struct ws over a unix socketpair
+ * and the harness plays the client on the other end.
+ *
+ * Byte 0 chooses the variant, byte 1 seeds it, the rest is the stream:
+ *   bits 0-1  0 all of it as ws_server_new's "pre" bytes; 1 all of it
+ *             written to the socket in pseudo-random pieces; 2 a prefix
+ *             as pre, the rest in pieces; 3 one byte per write for the
+ *             first 512 bytes, the rest in one write
+ *   bits 2-3  maxmsg: 64 KiB (Twilio's), 130, 1000, 200000
+ *   bit 4     shut the client's write side after the stream (EOF)
+ *   bit 5     on_text echoes each text message with ws_send_text
+ *   bit 6     ws_close(1000) from on_text after (byte 1 & 7) messages
+ *   bit 7     ws_ping before the stream
+ * An independent decoder (fz_ref_*) says which messages a correct
+ * RFC 6455 server delivers before it stops (end of input, a close
+ * frame, or a definite protocol error); delivered messages must equal
+ * them exactly.  What ws.c writes back must be well-formed unmasked
+ * frames: pongs echo the pings, echoes come back intact and in order.
+ * Links worker/ws.c, common/util.c (base64), common/tls.c (client
+ * context, referenced by client mode, not used here).
+ *
+ * Client mode is not fuzzed here: it needs the HTTP upgrade over a
+ * bufferevent (and TLS) before ws_parse runs, and once upgraded it is
+ * the same parser with the mask rule reversed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "worker.h"
+
+#define FZ_CHECK(c)	do { if (!(c)) fz_fail(__LINE__, #c); } while (0)
+#define FZ_MAXMSGS	4096
+#define FZ_PIECES	64
+#define FZ_BYTEWISE	512
+
+int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+enum fz_stop {
+	FZ_END,		/* ran out of input, no error seen */
+	FZ_CLOSE,	/* a complete close frame */
+	FZ_ERR_FULL,	/* a complete frame that must fail the connection */
+	FZ_ERR_PART,	/* the same, seen before the frame was complete */
+	FZ_UNSURE	/* too many messages to follow: check no more */
+};
+
+struct fz_msg {
+	int		 m_text;	/* else binary */
+	size_t		 m_off, m_len;	/* in the owner's byte store */
+};
+
+/* What a correct server delivers, per the independent decoder. */
+struct fz_ref {
+	struct fz_msg	 r_msgs[FZ_MAXMSGS];
+	size_t		 r_nmsgs;
+	struct fz_msg	 r_pings[FZ_MAXMSGS];
+	size_t		 r_npings;
+	uint8_t		*r_bytes;	/* unmasked message payloads */
+	size_t		 r_nbytes;
+	uint8_t		*r_pbytes;	/* the pings' */
+	size_t		 r_npbytes;
+	enum fz_stop	 r_stop;
+	int		 r_code;	/* close code, if a definite one */
+};
+
+/* What the struct ws under test did. */
+struct fz_run {
+	struct fz_msg	 u_got[FZ_MAXMSGS];
+	int		 u_null[FZ_MAXMSGS];	/* on_text(NULL, 0) */
+	size_t		 u_ngot;
+	struct fz_msg	 u_echo[FZ_MAXMSGS];	/* ws_send_text accepted */
+	size_t		 u_necho;
+	uint8_t		*u_bytes;
+	size_t		 u_nbytes, u_cap;
+	int		 u_closes, u_dones, u_code;
+	int		 u_echo_on, u_close_after, u_closed_by_us;
+	size_t		 u_maxmsg;
+	struct ws	*u_ws;
+	uint8_t		*u_out;		/* what the client end read */
+	size_t		 u_outlen, u_outcap;
+	int		 u_progress;
+};
+
+static void	fz_fail(int, const char *) __attribute__((noreturn));
+static size_t	fz_store(uint8_t **, size_t *, size_t *, const uint8_t *,
+		    size_t);
+static int	fz_utf8(int *, int *, int *, uint8_t);
+static void	fz_ref_run(struct fz_ref *, const uint8_t *, size_t, size_t);
+static void	fz_on_text(void *, const uint8_t *, size_t);
+static void	fz_on_close(void *, int, const char *);
+static void	fz_on_done(void *);
+static void	fz_drain(struct fz_run *, int);
+static void	fz_spin(struct event_base *, struct fz_run *, int, int);
+static void	fz_write(struct event_base *, struct fz_run *, int,
+		    const uint8_t *, size_t);
+static void	fz_feed(struct event_base *, struct fz_run *, int,
+		    const uint8_t *, size_t, int, uint32_t *);
+static void	fz_check_msgs(const struct fz_ref *, const struct fz_run *);
+static void	fz_check_out(const struct fz_ref *, const struct fz_run *,
+		    int, int);
+
+static void
+fz_fail(int line, const char *what)
+{
+	fprintf(stderr, "fuzz_ws.c:%d: invariant failed: %s\n", line, what);
+	abort();
+}
+
+/* Append to a growing byte store; returns the offset of the copy. */
+static size_t
+fz_store(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *p,
+    size_t n)
+{
+	size_t	off = *len;
+
+	if (*cap - *len < n) {
+		size_t c = *cap ? *cap : 4096;
+		while (c - *len < n)
+			c *= 2;
+		FZ_CHECK((*buf = realloc(*buf, c)) != NULL);
+		*cap = c;
+	}
+	if (n > 0)
+		memcpy(*buf + *len, p, n);
+	*len += n;
+	return off;
+}
+
+/*
+ * One byte of UTF-8 (RFC 3629, Unicode table 3-7) against the state
+ * (continuation bytes still needed, bounds for the next one).  Returns
+ * -1 as soon as no valid string can have this prefix.
+ */
+static int
+fz_utf8(int *need, int *lo, int *hi, uint8_t c)
+{
+	if (*need > 0) {
+		if (c < *lo || c > *hi)
+			return -1;
+		(*need)--;
+		*lo = 0x80, *hi = 0xbf;
+		return 0;
+	}
+	*lo = 0x80, *hi = 0xbf;
+	if (c < 0x80)
+		return 0;
+	if (c >= 0xc2 && c <= 0xdf)
+		*need = 1;
+	else if (c >= 0xe0 && c <= 0xef) {
+		*need = 2;
+		if (c == 0xe0)
+			*lo = 0xa0;
+		else if (c == 0xed)
+			*hi = 0x9f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		*need = 3;
+		if (c == 0xf0)
+			*lo = 0x90;
+		else if (c == 0xf4)
+			*hi = 0x8f;
+	} else
+		return -1;
+	return 0;
+}
+
+/*
+ * The reference: RFC 6455 section 5 for a server with no extensions,
+ * written without looking at ws.c.  Stops at the first close frame or
+ * definite error.  Lengths must be minimal and 64-bit ones below 2^63;
+ * a message longer than maxmsg is an error (1009); control frames are
+ * at most 125 bytes, never fragmented.
+ */
+static void
+fz_ref_run(struct fz_ref *r, const uint8_t *p, size_t len, size_t maxmsg)
+{
+	size_t		 pos = 0, hl, i, avail, cap = 0, pcap = 0;
+	uint64_t	 plen, msglen = 0;
+	int		 fin, rsv, op, mask, l7, open = 0, open_text = 0;
+	int		 need = 0, lo = 0x80, hi = 0xbf, bad;
+	size_t		 msgoff = 0;
+	const uint8_t	*key, *pl;
+
+	r->r_stop = FZ_END;
+	for (;;) {
+		if (len - pos < 2)
+			return;
+		fin = p[pos] >> 7;
+		rsv = (p[pos] >> 4) & 7;
+		op = p[pos] & 15;
+		mask = p[pos + 1] >> 7;
+		l7 = p[pos + 1] & 0x7f;
+		hl = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + 4 * mask;
+		if (len - pos < hl)
+			return;
+		plen = (uint64_t)l7;
+		if (l7 >= 126)
+			for (plen = 0, i = 2; i < (l7 == 126 ? 4u : 10u); i++)
+				plen = plen << 8 | p[pos + i];
+		avail = len - pos - hl;
+		r->r_stop = plen > avail ? FZ_ERR_PART : FZ_ERR_FULL;
+		if (rsv != 0 || !mask || (op > 2 && op < 8) || op > 10)
+			return;
+		if ((l7 == 126 && plen < 126) || (l7 == 127 &&
+		    (plen <= 0xffff || plen >> 63)))
+			return;
+		if (op >= 8 && (!fin || plen > 125))
+			return;
+		if (op < 8 && ((op == 0) != open))
+			return;
+		if (op < 8 && plen > maxmsg - (op == 0 ? msglen : 0))
+			return;
+		key = p + pos + hl - 4;
+		pl = p + pos + hl;
+		if (op == 1 || op == 8)
+			need = 0, lo = 0x80, hi = 0xbf;
+		if (op < 8 && op != 0) {
+			open = 1, open_text = op == 1, msglen = 0;
+			msgoff = r->r_nbytes;
+		}
+		/* Payload: unmask, keep, check UTF-8 of text and reasons. */
+		bad = 0;
+		for (i = 0; i < plen && i < avail; i++) {
+			uint8_t c = pl[i] ^ key[i & 3];
+			if (op < 8)
+				fz_store(&r->r_bytes, &r->r_nbytes, &cap, &c, 1);
+			if (((op < 8 && open_text) || (op == 8 && i >= 2)) &&
+			    fz_utf8(&need, &lo, &hi, c) == -1)
+				bad = 1;
+		}
+		if (bad)
+			return;		/* 1007 */
+		if (plen > avail) {
+			r->r_stop = FZ_END;
+			return;
+		}
+		if (op == 8) {
+			r->r_stop = FZ_CLOSE;
+			if (plen >= 2 && need == 0) {
+				uint8_t c0 = pl[0] ^ key[0], c1 = pl[1] ^ key[1];
+				int code = c0 << 8 | c1;
+				if ((code >= 1000 && code <= 1003) ||
+				    (code >= 1007 && code <= 1011) ||
+				    (code >= 3000 && code <= 4999))
+					r->r_code = code;
+			}
+			return;
+		}
+		if (op == 9) {
+			struct fz_msg *m = &r->r_pings[r->r_npings];
+			if (r->r_npings == FZ_MAXMSGS) {
+				r->r_stop = FZ_UNSURE;
+				return;
+			}
+			m->m_off = r->r_npbytes;
+			for (i = 0; i < plen; i++) {
+				uint8_t c = pl[i] ^ key[i & 3];
+				fz_store(&r->r_pbytes, &r->r_npbytes, &pcap, &c,
+				    1);
+			}
+			m->m_len = (size_t)plen;
+			r->r_npings++;
+		}
+		if (op < 8) {
+			msglen += plen;
+			if (fin) {
+				struct fz_msg *m = &r->r_msgs[r->r_nmsgs];
+				if (open_text && need != 0)
+					return;	/* ends inside a character */
+				if (r->r_nmsgs == FZ_MAXMSGS) {
+					r->r_stop = FZ_UNSURE;
+					return;
+				}
+				m->m_text = open_text;
+				m->m_off = msgoff;
+				m->m_len = (size_t)msglen;
+				r->r_nmsgs++;
+				open = 0;
+			}
+		}
+		r->r_stop = FZ_END;
+		pos += hl + (size_t)plen;
+	}
+}
+
+static void
+fz_on_text(void *arg, const uint8_t *p, size_t len)
+{
+	struct fz_run	*u = arg;
+	struct fz_msg	*m;
+
+	u->u_progress = 1;
+	FZ_CHECK(u->u_closes == 0);
+	FZ_CHECK(len <= u->u_maxmsg);
+	FZ_CHECK(p != NULL || len == 0);
+	if (u->u_ngot == FZ_MAXMSGS)
+		return;
+	m = &u->u_got[u->u_ngot];
+	u->u_null[u->u_ngot] = p == NULL;
+	m->m_off = fz_store(&u->u_bytes, &u->u_nbytes, &u->u_cap, p, len);
+	m->m_len = len;
+	u->u_ngot++;
+	/* What the Twilio side may do from here: answer, or end the call. */
+	if (u->u_echo_on && p != NULL && u->u_necho < FZ_MAXMSGS &&
+	    ws_send_text(u->u_ws, (const char *)p, len) == 0) {
+		m = &u->u_echo[u->u_necho++];
+		m->m_off = fz_store(&u->u_bytes, &u->u_nbytes, &u->u_cap, p,
+		    len);
+		m->m_len = len;
+	}
+	if (u->u_close_after >= 0 && u->u_ngot == (size_t)u->u_close_after) {
+		u->u_closed_by_us = 1;
+		ws_close(u->u_ws, 1000, NULL);
+	}
+}
+
+static void
+fz_on_close(void *arg, int code, const char *why)
+{
+	struct fz_run	*u = arg;
+
+	FZ_CHECK(why != NULL);
+	u->u_progress = 1;
+	u->u_closes++;
+	u->u_code = code;
+	FZ_CHECK(u->u_closes == 1);
+	FZ_CHECK(u->u_dones == 0);
+}
+
+static void
+fz_on_done(void *arg)
+{
+	struct fz_run	*u = arg;
+
+	u->u_progress = 1;
+	u->u_dones++;
+	FZ_CHECK(u->u_dones == 1);
+	FZ_CHECK(u->u_closes == 1);
+}
+
+/* Read whatever the server end wrote. */
+static void
+fz_drain(struct fz_run *u, int fd)
+{
+	uint8_t	buf[65536];
+	ssize_t	n;
+
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		fz_store(&u->u_out, &u->u_outlen, &u->u_outcap, buf,
+		    (size_t)n);
+		u->u_progress = 1;
+	}
+}
+
+/* Run the loop without blocking until nothing happens three times. */
+static void
+fz_spin(struct event_base *base, struct fz_run *u, int cfd, int max)
+{
+	int	idle = 0;
+
+	while (idle < 3 && max-- > 0) {
+		u->u_progress = 0;
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		fz_drain(u, cfd);
+		idle = u->u_progress ? 0 : idle + 1;
+	}
+}
+
+static void
+fz_write(struct event_base *base, struct fz_run *u, int cfd,
+    const uint8_t *p, size_t len)
+{
+	ssize_t	n;
+
+	while (len > 0) {
+		n = write(cfd, p, len);
+		if (n == -1) {
+			FZ_CHECK(errno == EAGAIN || errno == EINTR);
+			fz_spin(base, u, cfd, 1);
+			continue;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* The stream in pieces, the loop run after each. */
+static void
+fz_feed(struct event_base *base, struct fz_run *u, int cfd,
+    const uint8_t *p, size_t len, int bytewise, uint32_t *seed)
+{
+	size_t	n, pieces = 0;
+
+	while (len > 0) {
+		if (bytewise)
+			n = (pieces < FZ_BYTEWISE) ? 1 : len;
+		else if (pieces + 1 >= FZ_PIECES)
+			n = len;
+		else {
+			*seed ^= *seed << 13, *seed ^= *seed >> 17;
+			*seed ^= *seed << 5;
+			n = 1 + *seed % ((*seed >> 8) & 1 ? 16 : 4096);
+		}
+		if (n > len)
+			n = len;
+		fz_write(base, u, cfd, p, n);
+		fz_spin(base, u, cfd, 4);
+		p += n;
+		len -= n;
+		pieces++;
+	}
+}
+
+static void
+fz_check_msgs(const struct fz_ref *r, const struct fz_run *u)
+{
+	size_t	i;
+
+	FZ_CHECK(u->u_ngot == r->r_nmsgs);
+	for (i = 0; i < r->r_nmsgs; i++) {
+		const struct fz_msg *w = &r->r_msgs[i], *g = &u->u_got[i];
+		if (!w->m_text || w->m_len == 0) {
+			/* Binary is reported as (NULL, 0); so is an empty
+			 * text message that came through wslay. */
+			FZ_CHECK(g->m_len == 0);
+			FZ_CHECK(w->m_text || u->u_null[i]);
+			continue;
+		}
+		FZ_CHECK(!u->u_null[i]);
+		FZ_CHECK(g->m_len == w->m_len);
+		FZ_CHECK(memcmp(u->u_bytes + g->m_off, r->r_bytes + w->m_off,
+		    w->m_len) == 0);
+	}
+}
+
+/*
+ * The server's output: unmasked, unfragmented, minimal frames; pongs
+ * equal to the pings, echoes equal to what ws_send_text accepted.
+ */
+static void
+fz_check_out(const struct fz_ref *r, const struct fz_run *u, int pinged,
+    int clean)
+{
+	const uint8_t	*o = u->u_out;
+	size_t		 pos = 0, hl, npong = 0, ntext = 0, nping = 0, i;
+	uint64_t	 plen;
+	int		 op, l7, closed = 0;
+
+	while (u->u_outlen - pos >= 2) {
+		FZ_CHECK(!closed);
+		FZ_CHECK((o[pos] & 0xf0) == 0x80);	/* FIN, no RSV */
+		FZ_CHECK((o[pos + 1] & 0x80) == 0);	/* unmasked */
+		op = o[pos] & 15;
+		l7 = o[pos + 1] & 0x7f;
+		hl = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0);
+		if (u->u_outlen - pos < hl)
+			break;
+		plen = (uint64_t)l7;
+		if (l7 >= 126)
+			for (plen = 0, i = 2; i < hl; i++)
+				plen = plen << 8 | o[pos + i];
+		FZ_CHECK(l7 != 126 || plen >= 126);
+		FZ_CHECK(l7 != 127 || (plen > 0xffff && plen >> 63 == 0));
+		if (u->u_outlen - pos - hl < plen)
+			break;
+		FZ_CHECK(op == 1 || op == 8 || op == 9 || op == 10);
+		FZ_CHECK(op < 8 || plen <= 125);
+		if (op == 1) {
+			const struct fz_msg *e = &u->u_echo[ntext++];
+			FZ_CHECK(ntext <= u->u_necho);
+			FZ_CHECK(plen == e->m_len && memcmp(o + pos + hl,
+			    u->u_bytes + e->m_off, e->m_len) == 0);
+		} else if (op == 10) {
+			const struct fz_msg *g = &r->r_pings[npong++];
+			FZ_CHECK(npong <= r->r_npings);
+			FZ_CHECK(plen == g->m_len && memcmp(o + pos + hl,
+			    r->r_pbytes + g->m_off, g->m_len) == 0);
+		} else if (op == 9) {
+			FZ_CHECK(pinged && ++nping == 1);
+		} else if (op == 8) {
+			closed = 1;
+			FZ_CHECK(plen != 1);
+			if (r->r_stop == FZ_CLOSE && r->r_code != 0 &&
+			    !u->u_closed_by_us)
+				FZ_CHECK(plen >= 2 && (o[pos + hl] << 8 |
+				    o[pos + hl + 1]) == r->r_code);
+		}
+		pos += hl + (size_t)plen;
+	}
+	if (!clean)
+		return;
+	FZ_CHECK(pos == u->u_outlen);
+	FZ_CHECK(ntext == u->u_necho);
+	if (!u->u_closed_by_us)
+		FZ_CHECK(npong == r->r_npings);
+	FZ_CHECK(nping == (size_t)pinged);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const size_t	 maxmsgs[4] = { 64 * 1024, 130, 1000, 200000 };
+	static struct fz_ref	 r;
+	static struct fz_run	 u;
+	struct event_base	*base;
+	static const struct ws_cb cb = { fz_on_text, fz_on_close, fz_on_done,
+				    NULL };
+	int			 sv[2], mode, eof, clean;
+	uint32_t		 seed;
+	size_t			 npre;
+
+	if (size < 2)
+		return 0;
+	mode = data[0];
+	seed = 0x9e3779b9u ^ data[1];
+	memset(&r, 0, sizeof(r));
+	memset(&u, 0, sizeof(u));
+	u.u_maxmsg = maxmsgs[(mode >> 2) & 3];
+	u.u_echo_on = (mode & 0x20) != 0;
+	u.u_close_after = (mode & 0x40) ? data[1] & 7 : -1;
+	eof = (mode & 0x10) != 0;
+	npre = (mode & 3) == 0 ? size - 2 : (mode & 3) == 2 ?
+	    (size - 2) * data[1] / 256 : 0;
+	data += 2, size -= 2;
+	fz_ref_run(&r, data, size, u.u_maxmsg);
+	/*
+	 * wslay checks a close reason's UTF-8 from byte 2 of each piece
+	 * it reads, not of the payload: a close split across reads may be
+	 * taken as an error or the reverse.  Its code is checked only when
+	 * the frame comes in one piece.
+	 */
+	if ((mode & 3) != 0)
+		r.r_code = 0;
+
+	FZ_CHECK((base = event_base_new()) != NULL);
+	FZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	FZ_CHECK(fcntl(sv[0], F_SETFL, O_NONBLOCK) == 0);
+	FZ_CHECK(fcntl(sv[1], F_SETFL, O_NONBLOCK) == 0);
+	u.u_ws = ws_server_new(base, sv[0], data, npre, u.u_maxmsg, &cb, &u);
+	FZ_CHECK(u.u_ws != NULL);
+	if (mode & 0x80)
+		FZ_CHECK(ws_ping(u.u_ws) == 0);
+	if (u.u_close_after == 0) {
+		u.u_closed_by_us = 1;
+		ws_close(u.u_ws, 1000, NULL);
+	}
+	fz_spin(base, &u, sv[1], 8);
+	fz_feed(base, &u, sv[1], data + npre, size - npre, (mode & 3) == 3,
+	    &seed);
+	if (eof)
+		FZ_CHECK(shutdown(sv[1], SHUT_WR) == 0);
+	fz_spin(base, &u, sv[1], 64);
+
+	if (r.r_stop != FZ_UNSURE) {
+		fz_check_msgs(&r, &u);
+		if (eof || r.r_stop == FZ_CLOSE || r.r_stop == FZ_ERR_FULL)
+			FZ_CHECK(u.u_dones == 1);
+		else if (r.r_stop == FZ_END)
+			FZ_CHECK(u.u_dones == 0 && u.u_closes == 0);
+		if (r.r_stop == FZ_CLOSE && r.r_code != 0)
+			FZ_CHECK(u.u_code == r.r_code);
+		clean = (r.r_stop == FZ_END || r.r_stop == FZ_CLOSE) &&
+		    u.u_code != 1006;
+		fz_check_out(&r, &u, (mode & 0x80) != 0, clean);
+	}
+
+	ws_free(u.u_ws);
+	close(sv[0]);
+	close(sv[1]);
+	event_base_free(base);
+	free(r.r_bytes);
+	free(r.r_pbytes);
+	free(u.u_bytes);
+	free(u.u_out);
+	return 0;
+}
