@@ -102,7 +102,7 @@ static void	fz_on_close(void *, int, const char *);
 static void	fz_on_done(void *);
 static void	fz_drain(struct fz_run *, int);
 static void	fz_spin(struct event_base *, struct fz_run *, int, int);
-static void	fz_write(struct event_base *, struct fz_run *, int,
+static int	fz_write(struct event_base *, struct fz_run *, int,
 		    const uint8_t *, size_t);
 static void	fz_feed(struct event_base *, struct fz_run *, int,
 		    const uint8_t *, size_t, int, uint32_t *);
@@ -376,22 +376,32 @@ fz_spin(struct event_base *base, struct fz_run *u, int cfd, int max)
 	}
 }
 
-static void
+/*
+ * Write all of it, or stop (-1) when the socket stays full: the server
+ * no longer reads (after a close or an error; if it stopped wrongly,
+ * the messages it missed fail the check against the reference).
+ */
+static int
 fz_write(struct event_base *base, struct fz_run *u, int cfd,
     const uint8_t *p, size_t len)
 {
 	ssize_t	n;
+	int	full = 0;
 
 	while (len > 0) {
 		n = write(cfd, p, len);
 		if (n == -1) {
 			FZ_CHECK(errno == EAGAIN || errno == EINTR);
+			if (++full == 16)
+				return -1;
 			fz_spin(base, u, cfd, 1);
 			continue;
 		}
+		full = 0;
 		p += n;
 		len -= (size_t)n;
 	}
+	return 0;
 }
 
 /* The stream in pieces, the loop run after each. */
@@ -413,7 +423,8 @@ fz_feed(struct event_base *base, struct fz_run *u, int cfd,
 		}
 		if (n > len)
 			n = len;
-		fz_write(base, u, cfd, p, n);
+		if (fz_write(base, u, cfd, p, n) == -1)
+			return;
 		fz_spin(base, u, cfd, 4);
 		p += n;
 		len -= n;
