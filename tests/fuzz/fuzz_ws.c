@@ -489,13 +489,15 @@ fz_check_out(const struct fz_ref *r, const struct fz_run *u, int pinged,
 		if (op == 1) {
 			const struct fz_msg *e = &u->u_echo[ntext++];
 			FZ_CHECK(ntext <= u->u_necho);
-			FZ_CHECK(plen == e->m_len && memcmp(o + pos + hl,
-			    u->u_bytes + e->m_off, e->m_len) == 0);
+			FZ_CHECK(plen == e->m_len && (plen == 0 ||
+			    memcmp(o + pos + hl, u->u_bytes + e->m_off,
+			    e->m_len) == 0));
 		} else if (op == 10) {
 			const struct fz_msg *g = &r->r_pings[npong++];
 			FZ_CHECK(npong <= r->r_npings);
-			FZ_CHECK(plen == g->m_len && memcmp(o + pos + hl,
-			    r->r_pbytes + g->m_off, g->m_len) == 0);
+			FZ_CHECK(plen == g->m_len && (plen == 0 ||
+			    memcmp(o + pos + hl, r->r_pbytes + g->m_off,
+			    g->m_len) == 0));
 		} else if (op == 9) {
 			FZ_CHECK(pinged && ++nping == 1);
 		} else if (op == 8) {
