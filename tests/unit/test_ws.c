@@ -6,7 +6,8 @@
  * decoder (written from RFC 6455, not from ws.c): bursts, frames split
  * at every byte, ping/pong, fragments, UTF-8 through wslay, protocol
  * errors, the close handshake, ws_send_text's framing, output
- * backpressure up to WS_OUT_MAX and EOF.  Runs under ASan and UBSan.
+ * backpressure up to WS_OUT_MAX, EOF, and a message larger than the
+ * input buffer.  Runs under ASan and UBSan.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -79,6 +80,7 @@ static void	test_close(void **);
 static void	test_send_lengths(void **);
 static void	test_backpressure(void **);
 static void	test_eof(void **);
+static void	test_big(void **);
 
 static const struct ws_cb cb = { on_text, on_close, on_done, NULL };
 
@@ -635,6 +637,37 @@ test_eof(void **state)
 	assert_int_equal(t->t_dones, 1);
 }
 
+/*
+ * A message of exactly maxmsg is longer, with its header, than ws.c's
+ * 64 KiB input buffer: it goes through wslay and still arrives whole.
+ * One byte more is refused with 1009.
+ */
+static void
+test_big(void **state)
+{
+	struct t	*t = *state;
+	uint8_t		*m = malloc(MAXMSG + 1), *wire = malloc(MAXMSG + 64);
+	size_t		 i, n;
+
+	assert_non_null(m);
+	assert_non_null(wire);
+	for (i = 0; i <= MAXMSG; i++)
+		m[i] = (uint8_t)('0' + i % 10);
+	n = enc(wire, 1, 1, 1, m, MAXMSG);
+	peer_write(t, wire, n);
+	spin(t, 5);
+	assert_int_equal(t->t_ngot, 1);
+	assert_int_equal(t->t_got[0].g_len, MAXMSG);
+	assert_memory_equal(t->t_got[0].g_p, m, MAXMSG);
+	n = enc(wire, 1, 1, 1, m, MAXMSG + 1);
+	peer_write(t, wire, n);
+	expect_close(t, 1009);
+	assert_int_equal(t->t_ngot, 1);
+	expect_done(t);
+	free(m);
+	free(wire);
+}
+
 #define T(f)	cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
@@ -652,6 +685,7 @@ main(void)
 		T(test_send_lengths),
 		T(test_backpressure),
 		T(test_eof),
+		T(test_big),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
