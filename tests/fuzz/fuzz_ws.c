@@ -81,6 +81,20 @@ struct fz_ref {
 	size_t		 r_npbytes;
 	enum fz_stop	 r_stop;
 	int		 r_code;	/* close code, if a definite one */
+	/* decoding state */
+	size_t		 r_cap, r_pcap;
+	int		 r_open, r_text;	/* a data message is open */
+	uint64_t	 r_msglen;
+	size_t		 r_msgoff;
+	int		 r_need, r_lo, r_hi;	/* UTF-8, see fz_utf8 */
+};
+
+/* One frame header as the reference reads it. */
+struct fz_hdr {
+	int		 h_fin, h_rsv, h_op, h_mask, h_l7;
+	size_t		 h_hl;
+	uint64_t	 h_plen;
+	const uint8_t	*h_key, *h_pl;
 };
 
 /* What the struct ws under test did. */
@@ -106,6 +120,13 @@ static void	fz_fail(int, const char *) __attribute__((noreturn));
 static size_t	fz_store(uint8_t **, size_t *, size_t *, const uint8_t *,
 		    size_t);
 static int	fz_utf8(int *, int *, int *, uint8_t);
+static int	fz_hdr(struct fz_hdr *, const uint8_t *, size_t);
+static int	fz_hdr_bad(const struct fz_hdr *, const struct fz_ref *, int,
+		    size_t);
+static int	fz_ref_payload(struct fz_ref *, const struct fz_hdr *,
+		    size_t);
+static int	fz_ref_ping(struct fz_ref *, const struct fz_hdr *);
+static int	fz_ref_frame(struct fz_ref *, const struct fz_hdr *);
 static void	fz_ref_run(struct fz_ref *, const uint8_t *, size_t, size_t,
 		    int);
 static void	fz_on_text(void *, const uint8_t *, size_t);
@@ -122,8 +143,14 @@ static int	fz_write(struct event_base *, struct fz_run *, int,
 static void	fz_feed(struct event_base *, struct fz_run *, int,
 		    const uint8_t *, size_t, int, uint32_t *);
 static void	fz_check_msgs(const struct fz_ref *, const struct fz_run *);
+static size_t	fz_out_frame(const uint8_t *, size_t, int, int *,
+		    const uint8_t **, uint64_t *, uint8_t **);
 static void	fz_check_out(const struct fz_ref *, const struct fz_run *,
 		    int, int);
+static int	fz_open(struct event_base *, struct fz_run *,
+		    const struct ws_cb *, const uint8_t *, size_t, int *);
+static void	fz_verify(const struct fz_ref *, const struct fz_run *, int,
+		    int);
 
 static void
 fz_fail(int line, const char *what)
@@ -189,126 +216,170 @@ fz_utf8(int *need, int *lo, int *hi, uint8_t c)
 	return 0;
 }
 
+/* The header at p, 0 if not all here. */
+static int
+fz_hdr(struct fz_hdr *h, const uint8_t *p, size_t len)
+{
+	static const uint8_t	nokey[4];
+	size_t			i;
+
+	if (len < 2)
+		return 0;
+	h->h_fin = p[0] >> 7;
+	h->h_rsv = (p[0] >> 4) & 7;
+	h->h_op = p[0] & 15;
+	h->h_mask = p[1] >> 7;
+	h->h_l7 = p[1] & 0x7f;
+	h->h_hl = 2 + (h->h_l7 == 126 ? 2 : h->h_l7 == 127 ? 8 : 0) +
+	    4 * (size_t)h->h_mask;
+	if (len < h->h_hl)
+		return 0;
+	h->h_plen = (uint64_t)h->h_l7;
+	if (h->h_l7 >= 126)
+		for (h->h_plen = 0, i = 2; i < (h->h_l7 == 126 ? 4u : 10u);
+		    i++)
+			h->h_plen = h->h_plen << 8 | p[i];
+	h->h_key = h->h_mask ? p + h->h_hl - 4 : nokey;
+	h->h_pl = p + h->h_hl;
+	return 1;
+}
+
 /*
- * The reference: RFC 6455 section 5 for a server (frames masked) or a
- * client (frames unmasked) with no extensions, written without looking
- * at ws.c.  Stops at the first close frame or
- * definite error.  Lengths must be minimal and 64-bit ones below 2^63;
- * a message longer than maxmsg is an error (1009); control frames are
- * at most 125 bytes, never fragmented.
+ * RFC 6455 section 5 for an endpoint with no extensions, written
+ * without looking at ws.c: masked exactly when the sender is a client,
+ * known opcodes, minimal lengths and 64-bit ones below 2^63, control
+ * frames whole and at most 125 bytes, continuations only inside a
+ * message, and no message longer than maxmsg (1009).
+ */
+static int
+fz_hdr_bad(const struct fz_hdr *h, const struct fz_ref *r, int client,
+    size_t maxmsg)
+{
+	if (h->h_rsv != 0 || h->h_mask == client ||
+	    (h->h_op > 2 && h->h_op < 8) || h->h_op > 10)
+		return 1;
+	if ((h->h_l7 == 126 && h->h_plen < 126) || (h->h_l7 == 127 &&
+	    (h->h_plen <= 0xffff || h->h_plen >> 63)))
+		return 1;
+	if (h->h_op >= 8)
+		return !h->h_fin || h->h_plen > 125;
+	if ((h->h_op == 0) != r->r_open)
+		return 1;
+	return h->h_plen > maxmsg - (h->h_op == 0 ? r->r_msglen : 0);
+}
+
+/* Unmask what is here, keep a message's, check UTF-8: -1 if invalid. */
+static int
+fz_ref_payload(struct fz_ref *r, const struct fz_hdr *h, size_t avail)
+{
+	size_t	i;
+	uint8_t	c;
+	int	bad = 0;
+
+	if (h->h_op == 1 || h->h_op == 8)
+		r->r_need = 0, r->r_lo = 0x80, r->r_hi = 0xbf;
+	if (h->h_op == 1 || h->h_op == 2) {
+		r->r_open = 1, r->r_text = h->h_op == 1, r->r_msglen = 0;
+		r->r_msgoff = r->r_nbytes;
+	}
+	for (i = 0; i < h->h_plen && i < avail; i++) {
+		c = h->h_pl[i] ^ h->h_key[i & 3];
+		if (h->h_op < 8)
+			fz_store(&r->r_bytes, &r->r_nbytes, &r->r_cap, &c, 1);
+		if (((h->h_op < 8 && r->r_text) || (h->h_op == 8 && i >= 2)) &&
+		    fz_utf8(&r->r_need, &r->r_lo, &r->r_hi, c) == -1)
+			bad = 1;
+	}
+	return bad ? -1 : 0;
+}
+
+static int
+fz_ref_ping(struct fz_ref *r, const struct fz_hdr *h)
+{
+	struct fz_msg	*m = &r->r_pings[r->r_npings];
+	size_t		 i;
+	uint8_t		 c;
+
+	if (r->r_npings == FZ_MAXMSGS) {
+		r->r_stop = FZ_UNSURE;
+		return -1;
+	}
+	m->m_off = r->r_npbytes;
+	for (i = 0; i < h->h_plen; i++) {
+		c = h->h_pl[i] ^ h->h_key[i & 3];
+		fz_store(&r->r_pbytes, &r->r_npbytes, &r->r_pcap, &c, 1);
+	}
+	m->m_len = (size_t)h->h_plen;
+	r->r_npings++;
+	return 0;
+}
+
+/* A whole, valid frame: -1 when it ends the stream. */
+static int
+fz_ref_frame(struct fz_ref *r, const struct fz_hdr *h)
+{
+	struct fz_msg	*m = &r->r_msgs[r->r_nmsgs];
+	int		 code;
+
+	if (h->h_op == 8) {
+		r->r_stop = FZ_CLOSE;
+		if (h->h_plen < 2 || r->r_need != 0)
+			return -1;
+		code = (h->h_pl[0] ^ h->h_key[0]) << 8 |
+		    (h->h_pl[1] ^ h->h_key[1]);
+		if ((code >= 1000 && code <= 1003) ||
+		    (code >= 1007 && code <= 1011) ||
+		    (code >= 3000 && code <= 4999))
+			r->r_code = code;
+		return -1;
+	}
+	if (h->h_op == 9)
+		return fz_ref_ping(r, h);
+	if (h->h_op == 10)
+		return 0;
+	r->r_msglen += h->h_plen;
+	if (!h->h_fin)
+		return 0;
+	if (r->r_text && r->r_need != 0)
+		return -1;		/* ends inside a character */
+	if (r->r_nmsgs == FZ_MAXMSGS) {
+		r->r_stop = FZ_UNSURE;
+		return -1;
+	}
+	m->m_text = r->r_text;
+	m->m_off = r->r_msgoff;
+	m->m_len = (size_t)r->r_msglen;
+	r->r_nmsgs++;
+	r->r_open = 0;
+	return 0;
+}
+
+/*
+ * The reference: the messages a correct endpoint delivers from the
+ * stream, and why it stops (see enum fz_stop).
  */
 static void
 fz_ref_run(struct fz_ref *r, const uint8_t *p, size_t len, size_t maxmsg,
     int client)
 {
-	static const uint8_t nokey[4];
-	size_t		 pos = 0, hl, i, avail, cap = 0, pcap = 0;
-	uint64_t	 plen, msglen = 0;
-	int		 fin, rsv, op, mask, l7, open = 0, open_text = 0;
-	int		 need = 0, lo = 0x80, hi = 0xbf, bad;
-	size_t		 msgoff = 0;
-	const uint8_t	*key, *pl;
+	struct fz_hdr	h;
+	size_t		pos = 0, avail;
 
 	r->r_stop = FZ_END;
-	for (;;) {
-		if (len - pos < 2)
+	while (fz_hdr(&h, p + pos, len - pos)) {
+		avail = len - pos - h.h_hl;
+		r->r_stop = h.h_plen > avail ? FZ_ERR_PART : FZ_ERR_FULL;
+		if (fz_hdr_bad(&h, r, client, maxmsg) ||
+		    fz_ref_payload(r, &h, avail) == -1)
 			return;
-		fin = p[pos] >> 7;
-		rsv = (p[pos] >> 4) & 7;
-		op = p[pos] & 15;
-		mask = p[pos + 1] >> 7;
-		l7 = p[pos + 1] & 0x7f;
-		hl = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + 4 * mask;
-		if (len - pos < hl)
-			return;
-		plen = (uint64_t)l7;
-		if (l7 >= 126)
-			for (plen = 0, i = 2; i < (l7 == 126 ? 4u : 10u); i++)
-				plen = plen << 8 | p[pos + i];
-		avail = len - pos - hl;
-		r->r_stop = plen > avail ? FZ_ERR_PART : FZ_ERR_FULL;
-		if (rsv != 0 || mask == client || (op > 2 && op < 8) ||
-		    op > 10)
-			return;
-		if ((l7 == 126 && plen < 126) || (l7 == 127 &&
-		    (plen <= 0xffff || plen >> 63)))
-			return;
-		if (op >= 8 && (!fin || plen > 125))
-			return;
-		if (op < 8 && ((op == 0) != open))
-			return;
-		if (op < 8 && plen > maxmsg - (op == 0 ? msglen : 0))
-			return;
-		key = mask ? p + pos + hl - 4 : nokey;
-		pl = p + pos + hl;
-		if (op == 1 || op == 8)
-			need = 0, lo = 0x80, hi = 0xbf;
-		if (op < 8 && op != 0) {
-			open = 1, open_text = op == 1, msglen = 0;
-			msgoff = r->r_nbytes;
-		}
-		/* Payload: unmask, keep, check UTF-8 of text and reasons. */
-		bad = 0;
-		for (i = 0; i < plen && i < avail; i++) {
-			uint8_t c = pl[i] ^ key[i & 3];
-			if (op < 8)
-				fz_store(&r->r_bytes, &r->r_nbytes, &cap, &c, 1);
-			if (((op < 8 && open_text) || (op == 8 && i >= 2)) &&
-			    fz_utf8(&need, &lo, &hi, c) == -1)
-				bad = 1;
-		}
-		if (bad)
-			return;		/* 1007 */
-		if (plen > avail) {
+		if (h.h_plen > avail) {
 			r->r_stop = FZ_END;
 			return;
 		}
-		if (op == 8) {
-			r->r_stop = FZ_CLOSE;
-			if (plen >= 2 && need == 0) {
-				uint8_t c0 = pl[0] ^ key[0], c1 = pl[1] ^ key[1];
-				int code = c0 << 8 | c1;
-				if ((code >= 1000 && code <= 1003) ||
-				    (code >= 1007 && code <= 1011) ||
-				    (code >= 3000 && code <= 4999))
-					r->r_code = code;
-			}
+		if (fz_ref_frame(r, &h) == -1)
 			return;
-		}
-		if (op == 9) {
-			struct fz_msg *m = &r->r_pings[r->r_npings];
-			if (r->r_npings == FZ_MAXMSGS) {
-				r->r_stop = FZ_UNSURE;
-				return;
-			}
-			m->m_off = r->r_npbytes;
-			for (i = 0; i < plen; i++) {
-				uint8_t c = pl[i] ^ key[i & 3];
-				fz_store(&r->r_pbytes, &r->r_npbytes, &pcap, &c,
-				    1);
-			}
-			m->m_len = (size_t)plen;
-			r->r_npings++;
-		}
-		if (op < 8) {
-			msglen += plen;
-			if (fin) {
-				struct fz_msg *m = &r->r_msgs[r->r_nmsgs];
-				if (open_text && need != 0)
-					return;	/* ends inside a character */
-				if (r->r_nmsgs == FZ_MAXMSGS) {
-					r->r_stop = FZ_UNSURE;
-					return;
-				}
-				m->m_text = open_text;
-				m->m_off = msgoff;
-				m->m_len = (size_t)msglen;
-				r->r_nmsgs++;
-				open = 0;
-			}
-		}
 		r->r_stop = FZ_END;
-		pos += hl + (size_t)plen;
+		pos += h.h_hl + (size_t)h.h_plen;
 	}
 }
 
@@ -559,59 +630,77 @@ fz_check_msgs(const struct fz_ref *r, const struct fz_run *u)
 }
 
 /*
- * What ws.c wrote: unfragmented, minimal frames, masked by a client and
- * only by a client; pongs equal to the pings, echoes equal to what
- * ws_send_text accepted.
+ * One frame of what ws.c wrote: its length, 0 if cut short.  Frames
+ * are unfragmented and minimal, masked exactly in client mode; the
+ * payload comes back unmasked (in *un when it was masked).
+ */
+static size_t
+fz_out_frame(const uint8_t *o, size_t len, int mk, int *op,
+    const uint8_t **pl, uint64_t *plen, uint8_t **un)
+{
+	size_t	hl, i;
+	int	l7;
+
+	FZ_CHECK((o[0] & 0xf0) == 0x80);	/* FIN, no RSV */
+	FZ_CHECK((o[1] & 0x80) == mk);
+	*op = o[0] & 15;
+	l7 = o[1] & 0x7f;
+	hl = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + (mk ? 4 : 0);
+	if (len < hl)
+		return 0;
+	*plen = (uint64_t)l7;
+	if (l7 >= 126)
+		for (*plen = 0, i = 2; i < (l7 == 126 ? 4u : 10u); i++)
+			*plen = *plen << 8 | o[i];
+	FZ_CHECK(l7 != 126 || *plen >= 126);
+	FZ_CHECK(l7 != 127 || (*plen > 0xffff && *plen >> 63 == 0));
+	FZ_CHECK(*op == 1 || *op == 8 || *op == 9 || *op == 10);
+	FZ_CHECK(*op < 8 || *plen <= 125);
+	if (len - hl < *plen)
+		return 0;
+	*pl = o + hl;
+	if (mk) {
+		FZ_CHECK((*un = realloc(*un, (size_t)*plen + 1)) != NULL);
+		for (i = 0; i < *plen; i++)
+			(*un)[i] = o[hl + i] ^ o[hl - 4 + (i & 3)];
+		*pl = *un;
+	}
+	return hl + (size_t)*plen;
+}
+
+/*
+ * What ws.c wrote: pongs equal to the pings, echoes equal to what
+ * ws_send_text accepted, nothing after a close.  When the run was
+ * clean, all of them and whole frames only.
  */
 static void
 fz_check_out(const struct fz_ref *r, const struct fz_run *u, int pinged,
     int clean)
 {
-	const uint8_t	*o = u->u_out, *pl;
-	uint8_t		*un = NULL;
-	size_t		 pos = 0, hl, npong = 0, ntext = 0, nping = 0, i;
-	uint64_t	 plen;
-	int		 op, l7, closed = 0, mk = u->u_client ? 0x80 : 0;
+	const struct fz_msg	*m;
+	const uint8_t		*pl = NULL;
+	uint8_t			*un = NULL;
+	size_t			 pos = 0, n, npong = 0, ntext = 0, nping = 0;
+	uint64_t		 plen = 0;
+	int			 op, closed = 0;
 
-	while (u->u_outlen - pos >= 2) {
+	while (u->u_outlen - pos >= 2 && (n = fz_out_frame(u->u_out + pos,
+	    u->u_outlen - pos, u->u_client ? 0x80 : 0, &op, &pl, &plen,
+	    &un)) > 0) {
 		FZ_CHECK(!closed);
-		FZ_CHECK((o[pos] & 0xf0) == 0x80);	/* FIN, no RSV */
-		FZ_CHECK((o[pos + 1] & 0x80) == mk);
-		op = o[pos] & 15;
-		l7 = o[pos + 1] & 0x7f;
-		hl = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + (mk ? 4 : 0);
-		if (u->u_outlen - pos < hl)
-			break;
-		plen = (uint64_t)l7;
-		if (l7 >= 126)
-			for (plen = 0, i = 2; i < (l7 == 126 ? 4u : 10u); i++)
-				plen = plen << 8 | o[pos + i];
-		FZ_CHECK(l7 != 126 || plen >= 126);
-		FZ_CHECK(l7 != 127 || (plen > 0xffff && plen >> 63 == 0));
-		if (u->u_outlen - pos - hl < plen)
-			break;
-		pl = o + pos + hl;
-		if (mk) {
-			FZ_CHECK((un = realloc(un, (size_t)plen + 1)) != NULL);
-			for (i = 0; i < plen; i++)
-				un[i] = pl[i] ^ o[pos + hl - 4 + (i & 3)];
-			pl = un;
-		}
-		FZ_CHECK(op == 1 || op == 8 || op == 9 || op == 10);
-		FZ_CHECK(op < 8 || plen <= 125);
 		if (op == 1) {
-			const struct fz_msg *e = &u->u_echo[ntext++];
-			FZ_CHECK(ntext <= u->u_necho);
-			FZ_CHECK(plen == e->m_len && (plen == 0 ||
-			    memcmp(pl, u->u_bytes + e->m_off, e->m_len) == 0));
+			FZ_CHECK(ntext < u->u_necho);
+			m = &u->u_echo[ntext++];
+			FZ_CHECK(plen == m->m_len && (plen == 0 ||
+			    memcmp(pl, u->u_bytes + m->m_off, m->m_len) == 0));
 		} else if (op == 10) {
-			const struct fz_msg *g = &r->r_pings[npong++];
-			FZ_CHECK(npong <= r->r_npings);
-			FZ_CHECK(plen == g->m_len && (plen == 0 ||
-			    memcmp(pl, r->r_pbytes + g->m_off, g->m_len) == 0));
-		} else if (op == 9) {
+			FZ_CHECK(npong < r->r_npings);
+			m = &r->r_pings[npong++];
+			FZ_CHECK(plen == m->m_len && (plen == 0 ||
+			    memcmp(pl, r->r_pbytes + m->m_off, m->m_len) == 0));
+		} else if (op == 9)
 			FZ_CHECK(pinged && ++nping == 1);
-		} else if (op == 8) {
+		else {
 			closed = 1;
 			FZ_CHECK(plen != 1);
 			if (r->r_stop == FZ_CLOSE && r->r_code != 0 &&
@@ -619,7 +708,7 @@ fz_check_out(const struct fz_ref *r, const struct fz_run *u, int pinged,
 				FZ_CHECK(plen >= 2 &&
 				    (pl[0] << 8 | pl[1]) == r->r_code);
 		}
-		pos += hl + (size_t)plen;
+		pos += n;
 	}
 	free(un);
 	if (!clean)
@@ -636,16 +725,53 @@ fz_check_out(const struct fz_ref *r, const struct fz_run *u, int pinged,
 	FZ_CHECK(nping == (size_t)pinged);
 }
 
+/* The struct ws under test, on a socketpair or connected; our end. */
+static int
+fz_open(struct event_base *base, struct fz_run *u, const struct ws_cb *cb,
+    const uint8_t *pre, size_t npre, int *wsfd)
+{
+	int	sv[2];
+
+	*wsfd = -1;
+	if (u->u_client)
+		return fz_client_open(base, u, cb, pre, npre);
+	FZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	FZ_CHECK(fcntl(sv[0], F_SETFL, O_NONBLOCK) == 0);
+	FZ_CHECK(fcntl(sv[1], F_SETFL, O_NONBLOCK) == 0);
+	u->u_ws = ws_server_new(base, sv[0], pre, npre, u->u_maxmsg, cb, u);
+	FZ_CHECK(u->u_ws != NULL);
+	*wsfd = sv[0];
+	return sv[1];
+}
+
+/* Against the reference: messages, callbacks, output. */
+static void
+fz_verify(const struct fz_ref *r, const struct fz_run *u, int eof,
+    int pinged)
+{
+	if (r->r_stop == FZ_UNSURE)
+		return;
+	fz_check_msgs(r, u);
+	if (eof || r->r_stop == FZ_CLOSE || r->r_stop == FZ_ERR_FULL)
+		FZ_CHECK(u->u_dones == 1);
+	else if (r->r_stop == FZ_END)
+		FZ_CHECK(u->u_dones == 0 && u->u_closes == 0);
+	if (r->r_stop == FZ_CLOSE && r->r_code != 0)
+		FZ_CHECK(u->u_code == r->r_code);
+	fz_check_out(r, u, pinged, (r->r_stop == FZ_END ||
+	    r->r_stop == FZ_CLOSE) && u->u_code != 1006);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const size_t	 maxmsgs[4] = { 64 * 1024, 130, 1000, 200000 };
+	static const struct ws_cb cb = { fz_on_text, fz_on_close, fz_on_done,
+				    fz_on_open };
 	static struct fz_ref	 r;
 	static struct fz_run	 u;
 	struct event_base	*base;
-	static const struct ws_cb cb = { fz_on_text, fz_on_close, fz_on_done,
-				    fz_on_open };
-	int			 sv[2] = { -1, -1 }, mode, eof, clean, pinged;
+	int			 fd, wsfd, mode, pinged;
 	uint32_t		 seed;
 	size_t			 npre;
 
@@ -659,7 +785,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	u.u_echo_on = (mode & 0x20) != 0;
 	u.u_close_after = (mode & 0x40) ? data[1] & 7 : -1;
 	u.u_client = (data[1] & 0x80) != 0;
-	eof = (mode & 0x10) != 0;
 	npre = (mode & 3) == 0 ? size - 2 : (mode & 3) == 2 ?
 	    (size - 2) * (data[1] & 0x7f) / 128 : 0;
 	data += 2, size -= 2;
@@ -674,16 +799,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		r.r_code = 0;
 
 	FZ_CHECK((base = event_base_new()) != NULL);
-	if (u.u_client)
-		sv[1] = fz_client_open(base, &u, &cb, data, npre);
-	else {
-		FZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
-		FZ_CHECK(fcntl(sv[0], F_SETFL, O_NONBLOCK) == 0);
-		FZ_CHECK(fcntl(sv[1], F_SETFL, O_NONBLOCK) == 0);
-		u.u_ws = ws_server_new(base, sv[0], data, npre, u.u_maxmsg,
-		    &cb, &u);
-		FZ_CHECK(u.u_ws != NULL);
-	}
+	fd = fz_open(base, &u, &cb, data, npre, &wsfd);
 	/* Client mode may have seen all of a short stream already. */
 	pinged = (mode & 0x80) && ws_ping(u.u_ws) == 0;
 	FZ_CHECK(pinged || !(mode & 0x80) || u.u_client);
@@ -691,30 +807,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		u.u_closed_by_us = 1;
 		ws_close(u.u_ws, 1000, NULL);
 	}
-	fz_spin(base, &u, sv[1], 8);
-	fz_feed(base, &u, sv[1], data + npre, size - npre, (mode & 3) == 3,
+	fz_spin(base, &u, fd, 8);
+	fz_feed(base, &u, fd, data + npre, size - npre, (mode & 3) == 3,
 	    &seed);
-	if (eof)
-		FZ_CHECK(shutdown(sv[1], SHUT_WR) == 0);
-	fz_spin(base, &u, sv[1], 64);
+	if (mode & 0x10)
+		FZ_CHECK(shutdown(fd, SHUT_WR) == 0);
+	fz_spin(base, &u, fd, 64);
+	fz_verify(&r, &u, (mode & 0x10) != 0, pinged);
 
-	if (r.r_stop != FZ_UNSURE) {
-		fz_check_msgs(&r, &u);
-		if (eof || r.r_stop == FZ_CLOSE || r.r_stop == FZ_ERR_FULL)
-			FZ_CHECK(u.u_dones == 1);
-		else if (r.r_stop == FZ_END)
-			FZ_CHECK(u.u_dones == 0 && u.u_closes == 0);
-		if (r.r_stop == FZ_CLOSE && r.r_code != 0)
-			FZ_CHECK(u.u_code == r.r_code);
-		clean = (r.r_stop == FZ_END || r.r_stop == FZ_CLOSE) &&
-		    u.u_code != 1006;
-		fz_check_out(&r, &u, pinged, clean);
-	}
-
-	close(sv[1]);		/* first: a reset, no TIME_WAIT */
+	close(fd);		/* first: a reset, no TIME_WAIT */
 	ws_free(u.u_ws);	/* client: closes its socket */
-	if (sv[0] != -1)
-		close(sv[0]);
+	if (wsfd != -1)
+		close(wsfd);
 	event_base_free(base);
 	free(r.r_bytes);
 	free(r.r_pbytes);
