@@ -66,7 +66,7 @@ enum fz_stop {
 
 struct fz_msg {
 	int		 m_text;	/* else binary */
-	size_t		 m_off, m_len;	/* in the owner's byte store */
+	size_t		 m_off, m_len;	/* in the owner's store */
 };
 
 /* What a correct server delivers, per the independent decoder. */
@@ -102,7 +102,7 @@ struct fz_run {
 	struct fz_msg	 u_got[FZ_MAXMSGS];
 	int		 u_null[FZ_MAXMSGS];	/* on_text(NULL, 0) */
 	size_t		 u_ngot;
-	struct fz_msg	 u_echo[FZ_MAXMSGS];	/* ws_send_text accepted */
+	struct fz_msg	 u_echo[FZ_MAXMSGS];	/* ws_send_text took */
 	size_t		 u_necho;
 	uint8_t		*u_bytes;
 	size_t		 u_nbytes, u_cap;
@@ -111,7 +111,7 @@ struct fz_run {
 	int		 u_client, u_opened;
 	size_t		 u_maxmsg;
 	struct ws	*u_ws;
-	uint8_t		*u_out;		/* what the client end read */
+	uint8_t		*u_out;		/* what the peer read */
 	size_t		 u_outlen, u_outcap;
 	int		 u_progress;
 };
@@ -680,7 +680,8 @@ fz_check_out(const struct fz_ref *r, const struct fz_run *u, int pinged,
 	const struct fz_msg	*m;
 	const uint8_t		*pl = NULL;
 	uint8_t			*un = NULL;
-	size_t			 pos = 0, n, npong = 0, ntext = 0, nping = 0;
+	size_t			 pos = 0, n, npong = 0, ntext = 0;
+	size_t			 nping = 0;
 	uint64_t		 plen = 0;
 	int			 op, closed = 0;
 
@@ -765,7 +766,7 @@ fz_verify(const struct fz_ref *r, const struct fz_run *u, int eof,
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const size_t	 maxmsgs[4] = { 64 * 1024, 130, 1000, 200000 };
+	static const size_t	 maxmsgs[4] = { 65536, 130, 1000, 200000 };
 	static const struct ws_cb cb = { fz_on_text, fz_on_close, fz_on_done,
 				    fz_on_open };
 	static struct fz_ref	 r;

@@ -27,7 +27,7 @@
 #include "worker.h"
 
 #define OUT_MAX		(4 * 1024 * 1024)	/* ws.c's WS_OUT_MAX */
-#define MAXMSG		(64 * 1024)		/* Twilio's, as in twilio_ws.c */
+#define MAXMSG		(64 * 1024)	/* twilio_ws.c's TW_MAX_MSG */
 #define NBURST		200
 
 struct got {
@@ -38,12 +38,12 @@ struct got {
 
 struct t {
 	struct event_base	*t_base;
-	int			 t_sv[2];	/* [0] the ws, [1] the client */
+	int			 t_sv[2];	/* [0] the ws, [1] peer */
 	struct ws		*t_ws;
 	struct got		*t_got;
 	size_t			 t_ngot, t_capgot;
 	int			 t_closes, t_code, t_dones;
-	uint8_t			*t_in;		/* what the client read */
+	uint8_t			*t_in;	/* what the peer read */
 	size_t			 t_inlen, t_incap, t_inoff;
 };
 
@@ -441,7 +441,8 @@ test_fragmented(void **state)
 	spin(t, 3);
 	assert_int_equal(t->t_ngot, 2);
 	assert_int_equal(t->t_got[0].g_len, 22);
-	assert_memory_equal(t->t_got[0].g_p, "{\"event\":\"mark\",\"x\":1}", 22);
+	assert_memory_equal(t->t_got[0].g_p,
+	    "{\"event\":\"mark\",\"x\":1}", 22);
 	assert_int_equal(t->t_got[1].g_len, 5);
 	assert_memory_equal(t->t_got[1].g_p, "after", 5);
 	assert_true(next_frame(t, &f));
@@ -647,7 +648,8 @@ static void
 test_big(void **state)
 {
 	struct t	*t = *state;
-	uint8_t		*m = malloc(MAXMSG + 1), *wire = malloc(MAXMSG + 64);
+	uint8_t		*m = malloc(MAXMSG + 1);
+	uint8_t		*wire = malloc(MAXMSG + 64);
 	size_t		 i, n;
 
 	assert_non_null(m);
