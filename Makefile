@@ -46,7 +46,7 @@ ULIBS	 = $(PKG_LIBS) -lcmocka -lwslay -lhttp_parser -lm
 UNITS	 = test_channel test_config test_httphead test_twilio_sig \
 	   test_twilio_event test_util test_router test_evcurl test_redis \
 	   test_twilio_rest test_transcode test_prompt test_profile test_jobs \
-	   test_eleven_event
+	   test_eleven_event test_ws
 
 DEB_PKGS = build-essential pkg-config libevent-dev libwslay-dev \
 	   libjansson-dev libssl-dev libhttp-parser-dev libcmocka-dev \
@@ -139,6 +139,8 @@ $(B)/test/test_redis: tests/unit/test_redis.c common/redis.c common/log.c \
 	common/util.c
 $(B)/test/test_twilio_rest: tests/unit/test_twilio_rest.c \
 	common/twilio_rest.c common/evcurl.c common/util.c
+$(B)/test/test_ws: tests/unit/test_ws.c worker/ws.c common/util.c \
+	common/tls.c
 $(B)/test/test_router: tests/unit/test_router.c supervisor/router.c \
 	common/httphead.c common/twilio.c common/config.c common/util.c
 

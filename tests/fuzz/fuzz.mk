@@ -27,13 +27,16 @@ FUZZ_JANSSON	:= $(shell pkg-config --libs jansson 2>/dev/null || \
 		   echo -ljansson)
 FUZZ_CRYPTO	:= $(shell pkg-config --libs libcrypto 2>/dev/null || \
 		   echo -lcrypto)
+FUZZ_EVENT	:= $(shell pkg-config --libs libevent libevent_openssl \
+		   libssl libcrypto 2>/dev/null || \
+		   echo -levent_openssl -levent -lssl -lcrypto)
 # Lines of a failed run's log worth showing.
 FUZZ_WHY	 = ERROR: |^SUMMARY|invariant failed|runtime error
 # -timeout: an input running this long is a hang, and fails the run.
 FUZZ_FLAGS	 = -timeout=10 -print_final_stats=1
 
 FUZZERS	 = fuzz_httphead fuzz_channel fuzz_twilio_event \
-	   fuzz_eleven_event fuzz_audio fuzz_prompt fuzz_twilio_sig
+	   fuzz_eleven_event fuzz_audio fuzz_prompt fuzz_twilio_sig fuzz_ws
 
 # -max_len per target, a little over the most each path reads: httphead
 # CONN_IN_MAX + 2 control bytes; channel header + CHAN_MAX_PAYLOAD + 1;
@@ -46,6 +49,7 @@ FUZZ_MAXLEN_fuzz_eleven_event	= 8192
 FUZZ_MAXLEN_fuzz_audio		= 4096
 FUZZ_MAXLEN_fuzz_prompt		= 8192
 FUZZ_MAXLEN_fuzz_twilio_sig	= 8192
+FUZZ_MAXLEN_fuzz_ws		= 140000
 
 $(FUZZ_B)/fuzz_httphead: $(FUZZ_D)/fuzz_httphead.c common/httphead.c \
 	supervisor/router.c common/twilio.c common/config.c common/util.c
@@ -64,6 +68,10 @@ $(FUZZ_B)/fuzz_audio: FUZZ_LIBS = -lm
 $(FUZZ_B)/fuzz_prompt: $(FUZZ_D)/fuzz_prompt.c common/prompt.c
 $(FUZZ_B)/fuzz_twilio_sig: $(FUZZ_D)/fuzz_twilio_sig.c common/twilio.c
 $(FUZZ_B)/fuzz_twilio_sig: FUZZ_LIBS = $(FUZZ_CRYPTO)
+# tls.c only for the client context that client mode names.
+$(FUZZ_B)/fuzz_ws: $(FUZZ_D)/fuzz_ws.c worker/ws.c common/util.c \
+	common/tls.c
+$(FUZZ_B)/fuzz_ws: FUZZ_LIBS = $(FUZZ_EVENT) -lwslay
 
 $(FUZZERS:%=$(FUZZ_B)/%): common/*.h worker/*.h supervisor/*.h \
 	$(FUZZ_D)/fuzz.mk
