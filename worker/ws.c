@@ -476,6 +476,13 @@ ws_parse(struct ws *ws)
 			ws->ws_cb->on_text(ws->ws_arg, pl, (size_t)plen);
 			continue;
 		}
+		/*
+		 * A control frame (at most 139 bytes when valid) goes to wslay
+		 * whole: wslay 1.1.1 restarts its UTF-8 check of a close
+		 * reason with every piece it reads.
+		 */
+		if ((op & 0x8) && total <= 139 && avail < total)
+			break;
 		if (op <= WSLAY_BINARY_FRAME)
 			ws->ws_frag = !fin;
 		ws->ws_wslay_left = total;
@@ -516,14 +523,17 @@ ws_msg_cb(wslay_event_context_ptr ctx,
 	(void)ctx;
 	switch (a->opcode) {
 	case WSLAY_TEXT_FRAME:
-		ws->ws_cb->on_text(ws->ws_arg, a->msg, a->msg_length);
+		/* An empty message is not a binary one (NULL). */
+		ws->ws_cb->on_text(ws->ws_arg, a->msg != NULL ? a->msg :
+		    (const uint8_t *)"", a->msg_length);
 		break;
 	case WSLAY_BINARY_FRAME:
 		ws->ws_cb->on_text(ws->ws_arg, NULL, 0);	/* counted bad */
 		break;
 	case WSLAY_CONNECTION_CLOSE:
-		ws->ws_close_code = a->status_code;
-		ws_report_close(ws, a->status_code, "close frame received");
+		/* No status in the frame: 1005, as RFC 6455 7.1.5 says. */
+		ws->ws_close_code = a->status_code ? a->status_code : 1005;
+		ws_report_close(ws, ws->ws_close_code, "close frame received");
 		break;
 	default:
 		break;		/* ping: wslay queued the pong */
@@ -613,8 +623,14 @@ ws_after(struct ws *ws)
 	if (ws_done(ws)) {
 		ws->ws_eof = 1;
 		ws_update(ws);
-		ws_report_close(ws, ws->ws_close_code ? ws->ws_close_code :
-		    1000, "closed");
+		if (ws->ws_close_code == 0 && !ws->ws_close_queued &&
+		    wslay_event_get_close_sent(ws->ws_ctx))
+			/* wslay closed on the peer's protocol error. */
+			ws_report_close(ws, wslay_event_get_status_code_sent(
+			    ws->ws_ctx), "closed by us: the peer broke RFC 6455");
+		else
+			ws_report_close(ws, ws->ws_close_code ?
+			    ws->ws_close_code : 1000, "closed");
 		ws_tell_done(ws);
 	}
 }
@@ -728,8 +744,9 @@ ws_send_text(struct ws *ws, const char *data, size_t len)
 		m.opcode = WSLAY_TEXT_FRAME;
 		m.msg = (const uint8_t *)data;
 		m.msg_length = len;
-		if (wslay_event_queue_msg(ws->ws_ctx, &m) != 0 ||
-		    wslay_event_send(ws->ws_ctx) != 0) {
+		if (wslay_event_queue_msg(ws->ws_ctx, &m) != 0)
+			return -1;	/* e.g. wslay has queued a close */
+		if (wslay_event_send(ws->ws_ctx) != 0) {
 			ws_fail_io(ws);
 			return -1;
 		}
