@@ -19,6 +19,7 @@
 #include "evcurl.h"
 #include "log.h"
 #include "redis.h"
+#include "tls.h"
 #include "util.h"
 #include "worker.h"
 
@@ -226,7 +227,7 @@ worker_handoff(struct chan_msg *m)
 		log_warn("ACCEPTED");
 	/* Connect now: the handshake and start take about as long. */
 	wk.wk_rds = rds_new(wk.wk_base, wk.wk_cf->redis_url, 2000);
-	wk.wk_ec = evcurl_new(wk.wk_base, wk.wk_cf->tls_ca_file);
+	wk.wk_ec = worker_evcurl();
 	wk.wk_dns = evdns_base_new(wk.wk_base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
 	if (wk.wk_ec == NULL || wk.wk_dns == NULL)
 		log_warnx("worker: HTTP client or resolver unavailable");
@@ -239,6 +240,20 @@ worker_handoff(struct chan_msg *m)
 		close(m->cm_fd);
 		worker_finish(&d);
 	}
+}
+
+/*
+ * The HTTP client trusts the CA store of the TLS context the supervisor
+ * built before forking (system anchors plus TLS_CA_FILE) instead of
+ * parsing the system bundle once more in this process.
+ */
+struct evcurl *
+worker_evcurl(void)
+{
+	SSL_CTX	*ctx = tls_client_ctx();
+
+	return evcurl_new_store(wk.wk_base, ctx != NULL ?
+	    SSL_CTX_get_cert_store(ctx) : NULL, wk.wk_cf->tls_ca_file);
 }
 
 void
