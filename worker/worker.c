@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@
 struct wk wk = { .wk_chan = -1 };
 
 static void	worker_after_fork(int);
+static void	worker_drop_stack(void) __attribute__((noinline));
 static void	worker_idle(int);
 static void	*worker_loop(void *);
 static void	worker_chan(int, short, void *);
@@ -64,9 +66,54 @@ worker_after_fork(int chan)
 	    fcntl(WK_CHAN_FD, F_SETFL, O_NONBLOCK) == -1)
 		_exit(2);
 	log_setproc("worker");
+	worker_drop_stack();
 	sigemptyset(&none);
 	sigaddset(&none, SIGTERM);	/* read through a signalfd */
 	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/*
+ * The stack below our frame holds the supervisor's dead frames, as deep
+ * as it ever went (the 16 KiB HANDOFF buffer, libevent, OpenSSL).  Each
+ * of those pages it writes again after the fork would become our private
+ * copy: give them back (the kernel maps zero pages if ever touched
+ * again).  One page below our frame stays for the red zone and this
+ * call.  The bounds come from the [stack] line of /proc/self/maps, read
+ * without stdio (no allocation here).
+ */
+static void
+worker_drop_stack(void)
+{
+	char		 buf[512], *nl, *line;
+	volatile char	 here;
+	uintptr_t	 top, lo = 0, a, b;
+	size_t		 pg = (size_t)sysconf(_SC_PAGESIZE), have = 0;
+	ssize_t		 n;
+	int		 fd;
+
+	if ((fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)) == -1)
+		return;
+	while (lo == 0 && (n = read(fd, buf + have, sizeof(buf) - 1 - have))
+	    > 0) {
+		have += (size_t)n;
+		buf[have] = '\0';
+		line = buf;
+		while (lo == 0 && (nl = strchr(line, '\n')) != NULL) {
+			*nl = '\0';
+			if (strstr(line, "[stack]") != NULL &&
+			    sscanf(line, "%lx-%lx", &a, &b) == 2)
+				lo = a;
+			line = nl + 1;
+		}
+		have = strlen(line);
+		memmove(buf, line, have);
+		if (have == sizeof(buf) - 1)
+			have = 0;	/* no line is that long */
+	}
+	close(fd);
+	top = ((uintptr_t)&here & ~(uintptr_t)(pg - 1)) - pg;
+	if (lo != 0 && lo < top)
+		(void)madvise((void *)lo, top - lo, MADV_DONTNEED);
 }
 
 /*
