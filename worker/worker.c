@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,6 +26,7 @@
 #include "worker.h"
 
 #define WK_CHAN_FD	3
+#define WK_MMAP_THRESHOLD	(128 * 1024)	/* glibc's initial value */
 
 struct wk wk = { .wk_chan = -1 };
 
@@ -66,6 +68,11 @@ worker_after_fork(int chan)
 	    fcntl(WK_CHAN_FD, F_SETFL, O_NONBLOCK) == -1)
 		_exit(2);
 	log_setproc("worker");
+	/*
+	 * The supervisor's 16 KiB mmap threshold is for its own heap; here
+	 * a large agent audio message must not cost an mmap and munmap.
+	 */
+	mallopt(M_MMAP_THRESHOLD, WK_MMAP_THRESHOLD);
 	worker_drop_stack();
 	sigemptyset(&none);
 	sigaddset(&none, SIGTERM);	/* read through a signalfd */
