@@ -5,7 +5,8 @@
  * bounded response body).  Runs in whichever process makes outbound
  * HTTP(S) calls (the Twilio REST API, webhooks); peers are the remote
  * servers only.  TLS_CA_FILE certificates are read once in evcurl_new()
- * and added to each new SSL_CTX's store next to the system anchors.
+ * and added to each new SSL_CTX's store next to the system anchors; or,
+ * from evcurl_new_store(), every SSL_CTX uses one shared store instead.
  * Logs nothing: URLs may carry credentials and bodies carry call data,
  * so errors go back to the caller as short fixed strings.
  */
@@ -54,6 +55,7 @@ struct evcurl {
 	CURLM			*ec_multi;
 	struct event		*ec_timer;
 	STACK_OF(X509)		*ec_cas;	/* extra anchors, or NULL */
+	X509_STORE		*ec_store;	/* shared anchors, or NULL */
 	TAILQ_HEAD(, ec_xfer)	 ec_xfers;
 	TAILQ_HEAD(, ec_sock)	 ec_socks;
 	unsigned		 ec_pending;
@@ -65,6 +67,7 @@ static int		 ec_global_init(void);
 static STACK_OF(X509)	*ec_load_cas(const char *);
 static int		 ec_ssl_ctx_ok(void);
 static CURLcode		 ec_ssl_ctx(CURL *, void *, void *);
+static CURLcode		 ec_ssl_ctx_store(CURL *, void *, void *);
 static int		 ec_sock_cb(CURL *, curl_socket_t, int, void *,
 			    void *);
 static int		 ec_timer_cb(CURLM *, long, void *);
@@ -206,6 +209,35 @@ ec_ssl_ctx(CURL *easy, void *sslctx, void *arg)
 		}
 	}
 	return CURLE_OK;
+}
+
+/*
+ * CURLOPT_SSL_CTX_FUNCTION with a shared store: the SSL_CTX takes a
+ * reference to it.  curl has no CA file to add (CURLOPT_CAINFO and
+ * CURLOPT_CAPATH are NULL) and later connections get the same store
+ * from curl's cache.
+ */
+static CURLcode
+ec_ssl_ctx_store(CURL *easy, void *sslctx, void *arg)
+{
+	struct evcurl	*ec = arg;
+
+	(void)easy;
+	SSL_CTX_set1_cert_store(sslctx, ec->ec_store);
+	return CURLE_OK;
+}
+
+struct evcurl *
+evcurl_new_store(struct event_base *base, X509_STORE *store,
+    const char *cafile)
+{
+	struct evcurl	*ec;
+
+	if (store == NULL || !ec_ssl_ctx_ok())
+		return evcurl_new(base, cafile);
+	if ((ec = evcurl_new(base, NULL)) != NULL)
+		ec->ec_store = store;
+	return ec;
 }
 
 struct evcurl *
@@ -588,7 +620,16 @@ ec_set_common(struct evcurl *ec, struct ec_xfer *x,
 	    (curl_off_t)EVCURL_BODY_MAX);
 	bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, ec_write);
 	bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)x);
-	if (ec->ec_cas != NULL) {
+	if (ec->ec_store != NULL) {
+		bad |= curl_easy_setopt(e, CURLOPT_CAINFO, (char *)NULL);
+		bad |= curl_easy_setopt(e, CURLOPT_CAPATH, (char *)NULL);
+		/* curl would set X509_V_FLAG_PARTIAL_CHAIN on the store. */
+		bad |= curl_easy_setopt(e, CURLOPT_SSL_OPTIONS,
+		    (long)CURLSSLOPT_NO_PARTIALCHAIN);
+		bad |= curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION,
+		    ec_ssl_ctx_store);
+		bad |= curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, (void *)ec);
+	} else if (ec->ec_cas != NULL) {
 		bad |= curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION,
 		    ec_ssl_ctx);
 		bad |= curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, (void *)ec);

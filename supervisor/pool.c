@@ -6,6 +6,7 @@
  * changes state only through pool_set_state().
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +114,11 @@ pool_spawn(void)
 		pool_throttle("socketpair failed");
 		return NULL;
 	}
+	/*
+	 * Hand whole free heap pages back first: a page the child never
+	 * shared cannot become its private copy when we reuse it later.
+	 */
+	malloc_trim(0);
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
 	if ((pid = fork()) == -1) {

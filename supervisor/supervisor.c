@@ -4,6 +4,7 @@
  * the supervisor process only; everything else hangs off sv.sv_base.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@
 #include "tls.h"
 #include "util.h"
 #include "supervisor.h"
+
+#define SV_MMAP_THRESHOLD	(16 * 1024)
 
 #define KILL_GRACE_SECS	25	/* mark 5 s + REST 10 s + flush + job */
 
@@ -127,6 +130,16 @@ supervisor_run(void)
 	const char	*wd;
 	long		 usec;
 
+	/*
+	 * Every heap page the supervisor writes after a fork becomes a
+	 * private copy in each worker forked before (copy-on-write).  Its
+	 * big per-request blocks (struct conn 24 KiB, the Twilio signature
+	 * context 88 KiB) would reuse the same old heap pages for every
+	 * call; mmap'd they are fresh pages the workers never shared.
+	 * Workers inherit the setting: libpq's and curl's 16 KiB buffers go
+	 * back to the kernel when freed.
+	 */
+	mallopt(M_MMAP_THRESHOLD, SV_MMAP_THRESHOLD);
 	signal(SIGPIPE, SIG_IGN);
 	event_set_log_callback(log_libevent);
 	if ((sv.sv_base = event_base_new()) == NULL)

@@ -339,7 +339,7 @@ prepare_start(const char *sid)
 	strlcpy_n(prep.pp_sid, sid, sizeof(prep.pp_sid));
 	log_setcall(sid, NULL);
 	wk.wk_rds = rds_new(wk.wk_base, wk.wk_cf->redis_url, 2000);
-	wk.wk_ec = evcurl_new(wk.wk_base, wk.wk_cf->tls_ca_file);
+	wk.wk_ec = worker_evcurl();
 	prep.pp_guard = evtimer_new(wk.wk_base, prep_guard, NULL);
 	if (wk.wk_rds == NULL || wk.wk_ec == NULL || prep.pp_guard == NULL)
 		prep_exit("cannot start");

@@ -63,7 +63,7 @@ struct pl_load {
 static char	*pl_options(const char *, long, const char *);
 static int	 pl_connect_start(struct pl_load *, const char *);
 static void	 pl_connect_params(struct pl_load *, const char *,
-		    const char *);
+		    const char *, int);
 static int	 pl_watch(struct pl_load *, short);
 static void	 pl_io_cb(evutil_socket_t, short, void *);
 static void	 pl_timer_cb(evutil_socket_t, short, void *);
@@ -231,6 +231,7 @@ pl_connect_start(struct pl_load *pl, const char *url)
 	char			*clean, *opts = NULL, *emsg = NULL;
 	char			 schema[64];
 	const char		*theirs = NULL;
+	int			 gss = getenv("PGGSSENCMODE") != NULL;
 
 	if ((clean = pgurl_clean(url, schema, sizeof(schema))) == NULL) {
 		log_warnx("profile: out of memory");
@@ -244,11 +245,14 @@ pl_connect_start(struct pl_load *pl, const char *url)
 		free(clean);
 		return -1;
 	}
-	for (o = ci; o->keyword != NULL; o++)
+	for (o = ci; o->keyword != NULL; o++) {
 		if (strcmp(o->keyword, "options") == 0)
 			theirs = o->val;
+		if (strcmp(o->keyword, "gssencmode") == 0 && o->val != NULL)
+			gss = 1;
+	}
 	if ((opts = pl_options(theirs, pl->pl_timeout_ms, schema)) != NULL)
-		pl_connect_params(pl, clean, opts);
+		pl_connect_params(pl, clean, opts, gss);
 	else
 		log_warnx("profile: out of memory");
 	for (o = ci; o->keyword != NULL; o++)
@@ -261,11 +265,20 @@ pl_connect_start(struct pl_load *pl, const char *url)
 	return pl->pl_conn == NULL ? -1 : 0;
 }
 
-/* DATABASE_URL first, expanded, so the keywords after it override it. */
+/*
+ * DATABASE_URL first, expanded, so the keywords after it override it.
+ * Unless the URL or PGGSSENCMODE says otherwise (gss set), GSSAPI
+ * encryption is not tried: with libpq's default "prefer" every worker
+ * would ask Kerberos for credentials first (krb5 configuration, ccache
+ * lookups, ~80 KiB of private memory per call) for a server that in
+ * practice never offers it.
+ */
 static void
-pl_connect_params(struct pl_load *pl, const char *url, const char *opts)
+pl_connect_params(struct pl_load *pl, const char *url, const char *opts,
+    int gss)
 {
-	const char	*keys[6], *vals[6];
+	const char	*keys[7], *vals[7];
+	int		 n = 5;
 	char		 ct[24], why[256];
 
 	/* Ignored by PQconnectPoll(): pl_timer is the real bound. */
@@ -276,7 +289,10 @@ pl_connect_params(struct pl_load *pl, const char *url, const char *opts)
 	keys[2] = "options";		vals[2] = opts;
 	keys[3] = "application_name";	vals[3] = "naiberd";
 	keys[4] = "client_encoding";	vals[4] = "UTF8";
-	keys[5] = NULL;			vals[5] = NULL;
+	if (!gss) {
+		keys[n] = "gssencmode";	vals[n++] = "disable";
+	}
+	keys[n] = NULL;			vals[n] = NULL;
 	if ((pl->pl_conn = PQconnectStartParams(keys, vals, 1)) == NULL) {
 		log_warnx("profile: out of memory");
 		return;

@@ -6,9 +6,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -17,14 +21,19 @@
 #include "evcurl.h"
 #include "log.h"
 #include "redis.h"
+#include "tls.h"
 #include "util.h"
 #include "worker.h"
 
 #define WK_CHAN_FD	3
+#define WK_MMAP_THRESHOLD	(128 * 1024)	/* glibc's initial value */
 
 struct wk wk = { .wk_chan = -1 };
 
 static void	worker_after_fork(int);
+static void	worker_drop_stack(void) __attribute__((noinline));
+static void	worker_idle(int);
+static void	*worker_loop(void *);
 static void	worker_chan(int, short, void *);
 static void	worker_signal(int, short, void *);
 static void	worker_handoff(struct chan_msg *);
@@ -59,15 +68,76 @@ worker_after_fork(int chan)
 	    fcntl(WK_CHAN_FD, F_SETFL, O_NONBLOCK) == -1)
 		_exit(2);
 	log_setproc("worker");
+	/*
+	 * The supervisor's 16 KiB mmap threshold is for its own heap; here
+	 * a large agent audio message must not cost an mmap and munmap.
+	 */
+	mallopt(M_MMAP_THRESHOLD, WK_MMAP_THRESHOLD);
+	worker_drop_stack();
 	sigemptyset(&none);
 	sigaddset(&none, SIGTERM);	/* read through a signalfd */
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/*
+ * The stack below our frame holds the supervisor's dead frames, as deep
+ * as it ever went (the 16 KiB HANDOFF buffer, libevent, OpenSSL).  Each
+ * of those pages it writes again after the fork would become our private
+ * copy: give them back (the kernel maps zero pages if ever touched
+ * again).  One page below our frame stays for the red zone and this
+ * call.  The bounds come from the [stack] line of /proc/self/maps, read
+ * without stdio (no allocation here).
+ */
+static void
+worker_drop_stack(void)
+{
+	char		 buf[512], *nl, *line;
+	volatile char	 here;
+	uintptr_t	 top, lo = 0, a, b;
+	size_t		 pg = (size_t)sysconf(_SC_PAGESIZE), have = 0;
+	ssize_t		 n;
+	int		 fd;
+
+	if ((fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)) == -1)
+		return;
+	while (lo == 0 && (n = read(fd, buf + have, sizeof(buf) - 1 - have))
+	    > 0) {
+		have += (size_t)n;
+		buf[have] = '\0';
+		line = buf;
+		while (lo == 0 && (nl = strchr(line, '\n')) != NULL) {
+			*nl = '\0';
+			if (strstr(line, "[stack]") != NULL &&
+			    sscanf(line, "%lx-%lx", &a, &b) == 2)
+				lo = a;
+			line = nl + 1;
+		}
+		have = strlen(line);
+		memmove(buf, line, have);
+		if (have == sizeof(buf) - 1)
+			have = 0;	/* no line is that long */
+	}
+	close(fd);
+	top = ((uintptr_t)&here & ~(uintptr_t)(pg - 1)) - pg;
+	if (lo != 0 && lo < top)
+		(void)madvise((void *)lo, top - lo, MADV_DONTNEED);
+}
+
+/*
+ * The call runs on a second thread for its malloc arena alone: glibc
+ * gives a new thread a fresh arena, so the call's allocations land on
+ * fresh pages instead of in the free chunks scattered through the heap
+ * inherited from the supervisor, each of which would copy a shared page
+ * (~0.7 MB per worker).  An idle worker has neither thread nor event
+ * base yet: it sleeps in poll() until the supervisor or a signal has
+ * something for it (~50 KiB less per idle worker).  The first thread
+ * then only waits; nothing else runs concurrently, and every exit is
+ * _exit() from the call thread.
+ */
 void
 worker_main(int chan, struct config *cf)
 {
-	struct event	*ev_chan, *ev_term;
+	pthread_t	 t;
 	sigset_t	 set;
 	int		 sfd;
 
@@ -82,6 +152,36 @@ worker_main(int chan, struct config *cf)
 		_exit(2);
 	wk.wk_chan = WK_CHAN_FD;
 	wk.wk_cf = cf;
+	worker_idle(sfd);
+	if (pthread_create(&t, NULL, worker_loop, (void *)(intptr_t)sfd)
+	    != 0) {
+		log_warnx("worker: cannot start the call thread");
+		_exit(2);
+	}
+	pthread_join(t, NULL);
+	_exit(0);
+}
+
+/* Until the channel or the signalfd is readable (or hung up). */
+static void
+worker_idle(int sfd)
+{
+	struct pollfd	pfd[2];
+
+	pfd[0].fd = wk.wk_chan;
+	pfd[1].fd = sfd;
+	pfd[0].events = pfd[1].events = POLLIN;
+	while (poll(pfd, 2, -1) == -1)
+		if (errno != EINTR)
+			_exit(2);
+}
+
+static void *
+worker_loop(void *arg)
+{
+	struct event	*ev_chan, *ev_term;
+	int		 sfd = (int)(intptr_t)arg;
+
 	if ((wk.wk_base = event_base_new()) == NULL) {
 		log_warnx("worker: event_base_new failed");
 		_exit(2);
@@ -181,7 +281,7 @@ worker_handoff(struct chan_msg *m)
 		log_warn("ACCEPTED");
 	/* Connect now: the handshake and start take about as long. */
 	wk.wk_rds = rds_new(wk.wk_base, wk.wk_cf->redis_url, 2000);
-	wk.wk_ec = evcurl_new(wk.wk_base, wk.wk_cf->tls_ca_file);
+	wk.wk_ec = worker_evcurl();
 	wk.wk_dns = evdns_base_new(wk.wk_base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
 	if (wk.wk_ec == NULL || wk.wk_dns == NULL)
 		log_warnx("worker: HTTP client or resolver unavailable");
@@ -194,6 +294,20 @@ worker_handoff(struct chan_msg *m)
 		close(m->cm_fd);
 		worker_finish(&d);
 	}
+}
+
+/*
+ * The HTTP client trusts the CA store of the TLS context the supervisor
+ * built before forking (system anchors plus TLS_CA_FILE) instead of
+ * parsing the system bundle once more in this process.
+ */
+struct evcurl *
+worker_evcurl(void)
+{
+	SSL_CTX	*ctx = tls_client_ctx();
+
+	return evcurl_new_store(wk.wk_base, ctx != NULL ?
+	    SSL_CTX_get_cert_store(ctx) : NULL, wk.wk_cf->tls_ca_file);
 }
 
 void

@@ -33,6 +33,7 @@ struct wk {
 
 extern struct wk wk;
 
+struct evcurl *worker_evcurl(void);
 void	worker_report_info(const struct msg_call_info *);
 void	worker_finish(const struct msg_done *) __attribute__((noreturn));
 

@@ -30,6 +30,7 @@
 
 #include <cmocka.h>
 #include <event2/event.h>
+#include <openssl/x509.h>
 
 #include "evcurl.h"
 
@@ -77,6 +78,7 @@ static void	test_body_at_limit(void **);
 static void	test_concurrent(void **);
 static void	test_https_ca(void **);
 static void	test_https_no_ca(void **);
+static void	test_https_store(void **);
 static void	test_free_inflight(void **);
 static void	test_free_in_callback(void **);
 
@@ -705,6 +707,45 @@ test_https_no_ca(void **state)
 	evcurl_free(ec);
 }
 
+/* A shared store is trusted exactly: its anchor passes, without it fails. */
+static void
+test_https_store(void **state)
+{
+	struct evcurl		*ec;
+	struct evcurl_req	 rq;
+	struct res		 r = { 0 };
+	X509_STORE		*st, *empty;
+	char			 u[256];
+	int			 i;
+
+	(void)state;
+	assert_non_null(st = X509_STORE_new());
+	assert_non_null(empty = X509_STORE_new());
+	assert_int_equal(X509_STORE_load_file(st, g.cert), 1);
+	assert_non_null(ec = evcurl_new_store(g.base, st, NULL));
+	for (i = 0; i < 2; i++) {	/* the second from curl's cache */
+		req_init(&rq, "GET", turl(u, "127.0.0.1", "/hello"));
+		fetch(ec, &rq, &r);
+		if (r.failed)
+			fail_msg("%s", r.error);
+		assert_int_equal(r.status, 200);
+		res_clear(&r);
+	}
+	evcurl_free(ec);
+	assert_non_null(ec = evcurl_new_store(g.base, empty, g.cert));
+	req_init(&rq, "GET", turl(u, "127.0.0.1", "/hello"));
+	fetch(ec, &rq, &r);
+	assert_int_equal(r.failed, 1);
+	assert_string_equal(r.error, "TLS verification failed");
+	res_clear(&r);
+	evcurl_free(ec);
+	/* Still usable, and no CA file was added to it. */
+	assert_int_equal(sk_X509_OBJECT_num(X509_STORE_get0_objects(empty)),
+	    0);
+	X509_STORE_free(st);
+	X509_STORE_free(empty);
+}
+
 static void
 test_free_inflight(void **state)
 {
@@ -784,6 +825,7 @@ main(void)
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_https_ca),
 		cmocka_unit_test(test_https_no_ca),
+		cmocka_unit_test(test_https_store),
 		cmocka_unit_test(test_free_inflight),
 		cmocka_unit_test(test_free_in_callback),
 	};
