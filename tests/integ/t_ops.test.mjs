@@ -225,13 +225,17 @@ itest('-D: a pid file naming a live process that holds no lock is taken over', a
 	// A live process that is not naiberd is named, but holds no lock.
 	fs.writeFileSync(pidFile, `${process.pid}\n`);
 	const exe = fs.realpathSync(NAIBERD);
-	t.after(() => stopDaemon(readPid(pidFile), exe));
+	// The pid is kept here: the directory (and the pid file) may be
+	// gone by the time this hook runs.
+	let pid = null;
+	t.after(() => stopDaemon(pid ?? readPid(pidFile), exe));
 	const log = path.join(rt.dir, 'daemon.log');
 	const env = baseEnv({ NAIBER_PROMPTS_DIR: rt.prompts, NAIBER_SPOOL_DIR: rt.spool });
 	const l = await launchDetached(['-c', rt.conf, '-l', '127.0.0.1', '-p', String(await freePort()),
 	    '-D', '--pidfile', pidFile, ...(isRoot ? ['-u', 'nobody'] : [])], env, log);
 	assert.equal(l.code, 0, 'launcher exit status');
-	await waitFor(() => readPid(pidFile) !== process.pid && readPid(pidFile), 5000, 'the new pid');
+	pid = await waitFor(() => readPid(pidFile) !== process.pid && readPid(pidFile), 5000, 'the new pid');
+	assert.equal(exeOf(pid), exe, 'the pid file now names the naiberd supervisor');
 });
 
 // ----------------------------------------------------------------- -u, root
