@@ -21,6 +21,9 @@
 #include "util.h"
 #include "supervisor.h"
 
+/* A connection that has sent nothing waits in the kernel this long. */
+#define DEFER_ACCEPT_SECS	5
+
 static void	listener_accept(int, short, void *);
 static void	listener_resume(int, short, void *);
 static void	conn_new(int, struct sockaddr_storage *, socklen_t);
@@ -71,7 +74,7 @@ listener_open(const char *addr, long port)
 {
 	struct addrinfo	 hints, *res = NULL;
 	char		 ps[16];
-	int		 fd, one = 1, rc;
+	int		 fd, one = 1, rc, defer = DEFER_ACCEPT_SECS;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -98,6 +101,15 @@ listener_open(const char *addr, long port)
 		return -1;
 	}
 	freeaddrinfo(res);
+	/*
+	 * Every client of ours speaks first: the kernel hands a connection
+	 * over once its first bytes are in (or after DEFER_ACCEPT_SECS), so
+	 * the head is usually read in the same turn as the accept and a
+	 * connection that never sends costs the supervisor nothing.
+	 */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer,
+	    sizeof(defer)) == -1)
+		log_debug("TCP_DEFER_ACCEPT: %s", strerror(errno));
 	return fd;
 }
 
@@ -227,6 +239,7 @@ conn_new(int fd, struct sockaddr_storage *ss, socklen_t len)
 		return;
 	}
 	conn_arm_timer(cn, sv.sv_cf->head_timeout);
+	conn_read(fd, EV_READ, cn);	/* deferred accept: bytes are here */
 }
 
 static void

@@ -273,3 +273,24 @@ itest('200 bad requests: right statuses, supervisor and pool intact', { timeout:
 	await s.sendStop();
 	await d.waitLog(new RegExp(`call ${s.callSid} done: reason=stop frames_in=2 `), 5000, mark);
 });
+
+itest('deferred accept: 50 connections that send nothing take no connection slot; once they speak they are served',
+    { timeout: 30000 }, async () => {
+	const d = await startNaiberd({ workers: 1, maxCalls: 2 });
+	const silent = [];
+	for (let i = 0; i < 50; i++) {
+		const c = rawConn(d.port);
+		await c.connected;
+		silent.push(c);
+	}
+	// The kernel holds them until their first bytes: the supervisor has
+	// only the /metrics request's own connection open.
+	await new Promise((r) => setTimeout(r, 300));
+	const m = await d.metrics();
+	assert.ok(m.naiberd_connections <= 1, `naiberd_connections ${m.naiberd_connections} with 50 silent clients`);
+	// A silent client that then sends a request is answered as usual.
+	const c = silent[7];
+	await c.write('GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+	const res = await withTimeout(c.closed, 5000, 'the late request to be answered');
+	assert.match(res.buf.toString('latin1'), /^HTTP\/1\.1 200 /, res.buf.toString('latin1').slice(0, 100));
+});
