@@ -126,17 +126,17 @@ $(B)/test/test_twilio_sig: tests/unit/test_twilio_sig.c common/twilio.c
 $(B)/test/test_twilio_event: tests/unit/test_twilio_event.c \
 	worker/twilio_event.c common/jscan.c common/util.c
 $(B)/test/test_util: tests/unit/test_util.c common/util.c
-$(B)/test/test_profile: tests/unit/test_profile.c worker/profile.c \
-	common/log.c common/util.c common/pgurl.c
-$(B)/test/test_jobs: tests/unit/test_jobs.c common/jobs.c common/redis.c \
-	common/log.c common/util.c
+$(B)/test/test_profile: tests/unit/test_profile.c tests/unit/testlib.c \
+	worker/profile.c common/log.c common/util.c common/pgurl.c
+$(B)/test/test_jobs: tests/unit/test_jobs.c tests/unit/testlib.c \
+	common/jobs.c common/redis.c common/log.c common/util.c
 $(B)/test/test_eleven_event: tests/unit/test_eleven_event.c \
 	worker/eleven_event.c common/jscan.c common/util.c
 $(B)/test/test_prompt: tests/unit/test_prompt.c common/prompt.c
 $(B)/test/test_transcode: tests/unit/test_transcode.c worker/transcode.c
 $(B)/test/test_evcurl: tests/unit/test_evcurl.c common/evcurl.c
-$(B)/test/test_redis: tests/unit/test_redis.c common/redis.c common/log.c \
-	common/util.c
+$(B)/test/test_redis: tests/unit/test_redis.c tests/unit/testlib.c \
+	common/redis.c common/log.c common/util.c
 $(B)/test/test_twilio_rest: tests/unit/test_twilio_rest.c \
 	common/twilio_rest.c common/evcurl.c common/util.c
 $(B)/test/test_ws: tests/unit/test_ws.c worker/ws.c common/util.c \

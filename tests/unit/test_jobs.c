@@ -33,6 +33,8 @@
 
 #include <cmocka.h>
 
+#include "testlib.h"
+
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -71,7 +73,6 @@ static struct {
 	char	url[64];
 } srv = { -1, 0, "", "" };
 
-static int	free_port(void);
 static int	srv_start(void);
 static void	srv_kill(void);
 static redisReply *rds_sync(const char *, ...);
@@ -84,8 +85,6 @@ static void	rm_tree(const char *);
 static int	count_suffix(const char *, const char *);
 static int	read_file(const char *, char *, size_t);
 static void	write_file(const char *, const char *, const char *);
-static void	deadline_cb(evutil_socket_t, short, void *);
-static int	wait_until(struct event_base *, const int *, int, long);
 static void	mkjob(struct job *, const char *, int, const char *,
 		    uint64_t);
 static void	out_cb(enum job_outcome, const char *, void *);
@@ -111,25 +110,6 @@ static void	test_live_replay_stops(void **);
 static void	test_live_replay_bound(void **);
 
 /* --- helpers -------------------------------------------------------- */
-
-static int
-free_port(void)
-{
-	struct sockaddr_in	sin;
-	socklen_t		len = sizeof(sin);
-	int			s, port = -1;
-
-	if ((s = socket(AF_INET, SOCK_STREAM, 0)) == -1)
-		return -1;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(s, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-	    getsockname(s, (struct sockaddr *)&sin, &len) == 0)
-		port = ntohs(sin.sin_port);
-	close(s);
-	return port;
-}
 
 /* redis-server on srv.port, empty; waits (5 s at most) for PING. */
 static int
@@ -259,7 +239,7 @@ grp_setup(void **state)
 {
 	(void)state;
 	snprintf(srv.dir, sizeof(srv.dir), "/tmp/test_jobs.XXXXXX");
-	if (mkdtemp(srv.dir) == NULL || (srv.port = free_port()) == -1)
+	if (mkdtemp(srv.dir) == NULL || (srv.port = tl_free_port()) == -1)
 		return -1;
 	snprintf(srv.url, sizeof(srv.url), "redis://127.0.0.1:%d", srv.port);
 	return srv_start();
@@ -344,31 +324,6 @@ write_file(const char *dir, const char *name, const char *text)
 }
 
 static void
-deadline_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	*(int *)arg = 1;
-}
-
-/* Runs the loop until *v >= want or ms pass; 1 if *v got there. */
-static int
-wait_until(struct event_base *b, const int *v, int want, long ms)
-{
-	struct timeval	 tv = { ms / 1000, (ms % 1000) * 1000 };
-	struct event	*t;
-	int		 expired = 0;
-
-	t = evtimer_new(b, deadline_cb, &expired);
-	assert_non_null(t);
-	evtimer_add(t, &tv);
-	while (*v < want && !expired)
-		event_base_loop(b, EVLOOP_ONCE);
-	event_free(t);
-	return *v >= want;
-}
-
-static void
 mkjob(struct job *j, const char *cid, int first, const char *type,
     uint64_t ts)
 {
@@ -443,7 +398,7 @@ enqueue(struct lv *l, const struct job *j, struct out *r)
 	assert_int_equal(jobs_enqueue(l->rds, JOBS_PREFIX, l->spool, j,
 	    out_cb, r), 0);
 	r->in_call = 0;
-	assert_true(wait_until(l->base, &r->n, 1, 5000));
+	assert_true(tl_wait_until(l->base, &r->n, 1, 5000));
 	assert_int_equal(r->n, 1);
 }
 
@@ -454,7 +409,7 @@ replay(struct lv *l, struct rpl *r)
 	assert_int_equal(jobs_replay(l->rds, JOBS_PREFIX, l->spool, rpl_cb,
 	    r), 0);
 	assert_int_equal(r->n, 0);	/* never from inside jobs_replay() */
-	assert_true(wait_until(l->base, &r->n, 1, 10000));
+	assert_true(tl_wait_until(l->base, &r->n, 1, 10000));
 	assert_int_equal(r->n, 1);
 }
 

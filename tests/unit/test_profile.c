@@ -35,6 +35,8 @@
 
 #include <cmocka.h>
 
+#include "testlib.h"
+
 #include <event2/event.h>
 
 #include "log.h"
@@ -68,14 +70,11 @@ static struct {
 
 static int	cb_total;	/* callbacks, all loads */
 
-static long	ms_since(const struct timespec *);
-static int	free_port(void);
 static int	sh_run(char *, size_t, const char *, ...);
 static int	reaper_start(void);
 static int	psql(const char *, char *, size_t);
 static int	grp_setup(void **);
 static int	grp_teardown(void **);
-static void	deadline_cb(evutil_socket_t, short, void *);
 static void	res_cb(enum profile_status, struct profile *, const char *,
 		    void *);
 static int	wait_n(struct event_base *, const int *, int, long);
@@ -186,36 +185,6 @@ static const char slow_fixture[] =
     " LATERAL (SELECT pg_sleep(30)) s;";
 
 /* --- helpers -------------------------------------------------------- */
-
-static long
-ms_since(const struct timespec *t0)
-{
-	struct timespec	t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (t.tv_sec - t0->tv_sec) * 1000 +
-	    (t.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
-/* A loopback port nothing listens on (for now). */
-static int
-free_port(void)
-{
-	struct sockaddr_in	sin;
-	socklen_t		len = sizeof(sin);
-	int			s, port = -1;
-
-	if ((s = socket(AF_INET, SOCK_STREAM, 0)) == -1)
-		return -1;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(s, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-	    getsockname(s, (struct sockaddr *)&sin, &len) == 0)
-		port = ntohs(sin.sin_port);
-	close(s);
-	return port;
-}
 
 /*
  * sh -c script with $0 = pg.sh and $1... = the NULL-ended arguments; its
@@ -333,7 +302,7 @@ grp_setup(void **state)
 		return -1;
 	}
 	snprintf(srv.dir, sizeof(srv.dir), "/tmp/test_profile.XXXXXX");
-	if (mkdtemp(srv.dir) == NULL || (srv.port = free_port()) == -1)
+	if (mkdtemp(srv.dir) == NULL || (srv.port = tl_free_port()) == -1)
 		return -1;
 	snprintf(srv.portstr, sizeof(srv.portstr), "%d", srv.port);
 	snprintf(srv.url, sizeof(srv.url),
@@ -345,7 +314,7 @@ grp_setup(void **state)
 	if (sh_run(NULL, 0, ". \"$0\" && pg_start \"$1\" \"$2\"", srv.dir,
 	    srv.portstr, NULL) != 0)
 		return -1;
-	srv.start_ms = ms_since(&t0);
+	srv.start_ms = tl_ms_since(&t0);
 	/* $2 schema.sql; public, then schemas alt and dup, then db slow. */
 	if (sh_run(NULL, 0, ". \"$0\" && pg_psql \"$1\" < \"$2\" &&"
 	    " pg_psql \"$1\" \"$3\" &&"
@@ -377,16 +346,8 @@ grp_teardown(void **state)
 	srv.reaper = -1;
 	fprintf(stderr, "# postgres: start (initdb + pg_ctl -w) %ld ms,"
 	    " stop (pg_ctl -m immediate) and rm -rf %ld ms\n", srv.start_ms,
-	    ms_since(&t0));
+	    tl_ms_since(&t0));
 	return 0;
-}
-
-static void
-deadline_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	*(int *)arg = 1;
 }
 
 static void
@@ -397,7 +358,7 @@ res_cb(enum profile_status st, struct profile *p, const char *err,
 
 	r->n++;
 	cb_total++;
-	r->ms = ms_since(&r->t0);
+	r->ms = tl_ms_since(&r->t0);
 	r->st = st;
 	if (r->p != NULL)
 		profile_free(r->p);
@@ -413,7 +374,7 @@ wait_n(struct event_base *b, const int *v, int want, long ms)
 	struct event	*t;
 	int		 expired = 0;
 
-	t = evtimer_new(b, deadline_cb, &expired);
+	t = evtimer_new(b, tl_deadline_cb, &expired);
 	assert_non_null(t);
 	evtimer_add(t, &tv);
 	while (*v < want && !expired)
@@ -952,7 +913,7 @@ test_wrong_port(void **state)
 
 	(void)state;
 	snprintf(url, sizeof(url), "postgres://postgres@127.0.0.1:%d/postgres",
-	    free_port());
+	    tl_free_port());
 	load(url, "+15550000001", 2000, &r);
 	assert_int_equal(r.st, PROFILE_ERROR);
 	assert_null(r.p);
@@ -1048,7 +1009,7 @@ test_slow_query(void **state)
 		if (strcmp(out, "0") == 0)
 			break;
 		usleep(100 * 1000);
-	} while (ms_since(&t) < 5000);
+	} while (tl_ms_since(&t) < 5000);
 	assert_string_equal(out, "0");
 }
 
@@ -1095,7 +1056,7 @@ test_no_password_logged(void **state)
 
 	(void)state;
 	snprintf(url, sizeof(url), "postgres://naiber:Pw-Secret-42@127.0.0.1"
-	    ":%d/postgres", free_port());
+	    ":%d/postgres", tl_free_port());
 	cap_begin(&saved);
 	load(url, "+15550000001", 1000, &r);
 	cap_end(saved, log, sizeof(log));

@@ -29,6 +29,8 @@
 
 #include <cmocka.h>
 
+#include "testlib.h"
+
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
@@ -61,8 +63,6 @@ static struct {
 	char	dir[64];
 } srv = { -1, 0, "" };
 
-static long	ms_since(const struct timespec *);
-static int	free_port(void);
 static int	srv_start(void);
 static void	srv_kill(void);
 static int	srv_ping(void);
@@ -70,8 +70,6 @@ static redisContext *sync_connect(void);
 static int	sync_get(int, const char *, char *, size_t);
 static int	grp_setup(void **);
 static int	grp_teardown(void **);
-static void	deadline_cb(evutil_socket_t, short, void *);
-static int	wait_until(struct event_base *, const int *, int, long);
 static void	run_for(struct event_base *, long);
 static void	res_cb(const redisReply *, const char *, void *);
 static void	res_arm(struct res *);
@@ -155,35 +153,6 @@ static const char *const bad_urls[] = {
 };
 
 /* --- helpers -------------------------------------------------------- */
-
-static long
-ms_since(const struct timespec *t0)
-{
-	struct timespec	t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (t.tv_sec - t0->tv_sec) * 1000 +
-	    (t.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
-static int
-free_port(void)
-{
-	struct sockaddr_in	sin;
-	socklen_t		len = sizeof(sin);
-	int			s, port = -1;
-
-	if ((s = socket(AF_INET, SOCK_STREAM, 0)) == -1)
-		return -1;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(s, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-	    getsockname(s, (struct sockaddr *)&sin, &len) == 0)
-		port = ntohs(sin.sin_port);
-	close(s);
-	return port;
-}
 
 /* Starts redis-server on srv.port and waits (5 s at most) for PONG. */
 static int
@@ -311,7 +280,7 @@ grp_setup(void **state)
 	snprintf(srv.dir, sizeof(srv.dir), "/tmp/test_redis.XXXXXX");
 	if (mkdtemp(srv.dir) == NULL)
 		return -1;
-	if ((srv.port = free_port()) == -1)
+	if ((srv.port = tl_free_port()) == -1)
 		return -1;
 	return srv_start();
 }
@@ -330,36 +299,11 @@ grp_teardown(void **state)
 }
 
 static void
-deadline_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	*(int *)arg = 1;
-}
-
-/* Runs the loop until *v >= want or ms pass; 1 if *v got there. */
-static int
-wait_until(struct event_base *b, const int *v, int want, long ms)
-{
-	struct timeval	 tv = { ms / 1000, (ms % 1000) * 1000 };
-	struct event	*t;
-	int		 expired = 0;
-
-	t = evtimer_new(b, deadline_cb, &expired);
-	assert_non_null(t);
-	evtimer_add(t, &tv);
-	while (*v < want && !expired)
-		event_base_loop(b, EVLOOP_ONCE);
-	event_free(t);
-	return *v >= want;
-}
-
-static void
 run_for(struct event_base *b, long ms)
 {
 	int	never = 0;
 
-	(void)wait_until(b, &never, 1, ms);
+	(void)tl_wait_until(b, &never, 1, ms);
 }
 
 static void
@@ -368,7 +312,7 @@ res_cb(const redisReply *rep, const char *err, void *arg)
 	struct res	*r = arg;
 
 	r->n++;
-	r->ms = ms_since(&r->t0);
+	r->ms = tl_ms_since(&r->t0);
 	r->has_reply = rep != NULL;
 	r->type = rep != NULL ? rep->type : -1;
 	r->str[0] = '\0';
@@ -646,19 +590,19 @@ test_live_setget(void **state)
 	assert_int_equal(rds_connected(r), 0);
 	assert_int_equal(rds_cmdf(r, res_cb, &a, "PING"), -1);
 	assert_int_equal(rds_cmd(r, res_cb, &a, 2, argv, NULL), -1);
-	assert_true(wait_until(b, &s.ups, 1, 3000));
+	assert_true(tl_wait_until(b, &s.ups, 1, 3000));
 	assert_int_equal(rds_connected(r), 1);
 	assert_int_equal(a.n, 0);
 
 	res_arm(&a);
 	assert_int_equal(rds_cmdf(r, res_cb, &a, "SET %s %s EX 60",
 	    "naiber:t1", "{\"a\": 1}"), 0);
-	assert_true(wait_until(b, &a.n, 1, 2000));
+	assert_true(tl_wait_until(b, &a.n, 1, 2000));
 	assert_int_equal(a.type, REDIS_REPLY_STATUS);
 	assert_string_equal(a.str, "OK");
 	res_arm(&g);
 	assert_int_equal(rds_cmd(r, res_cb, &g, 2, argv, NULL), 0);
-	assert_true(wait_until(b, &g.n, 1, 2000));
+	assert_true(tl_wait_until(b, &g.n, 1, 2000));
 	assert_int_equal(g.type, REDIS_REPLY_STRING);
 	assert_string_equal(g.str, "{\"a\": 1}");
 	assert_string_equal(g.err, "");
@@ -671,7 +615,7 @@ test_live_setget(void **state)
 	/* An error reply is a reply; SELECT is refused. */
 	res_arm(&a);
 	assert_int_equal(rds_cmdf(r, res_cb, &a, "INCR naiber:t1"), 0);
-	assert_true(wait_until(b, &a.n, 1, 2000));
+	assert_true(tl_wait_until(b, &a.n, 1, 2000));
 	assert_int_equal(a.type, REDIS_REPLY_ERROR);
 	assert_int_equal(rds_cmdf(r, res_cb, &a, "SELECT 0"), -1);
 	assert_int_equal(rds_cmdf(r, res_cb, &a, " subscribe x"), -1);
@@ -693,10 +637,10 @@ test_live_user(void **state)
 
 	(void)state;
 	r = live_new(b, "redis://default:" SRV_PW "@127.0.0.1:%d", 1000, &s);
-	assert_true(wait_until(b, &s.ups, 1, 3000));
+	assert_true(tl_wait_until(b, &s.ups, 1, 3000));
 	res_arm(&a);
 	assert_int_equal(rds_cmdf(r, res_cb, &a, "PING"), 0);
-	assert_true(wait_until(b, &a.n, 1, 2000));
+	assert_true(tl_wait_until(b, &a.n, 1, 2000));
 	assert_string_equal(a.str, "PONG");
 	rds_free(r);
 	event_base_free(b);
@@ -745,7 +689,7 @@ test_live_refused(void **state)
 	(void)state;
 	/* Nothing listens there: refused at every attempt. */
 	port = srv.port;
-	assert_true((srv.port = free_port()) > 0);
+	assert_true((srv.port = tl_free_port()) > 0);
 	cap_begin(&saved);
 	r = live_new(b, "redis://127.0.0.1:%d/1", 200, &s);
 	srv.port = port;
@@ -771,7 +715,7 @@ test_live_timeout(void **state)
 
 	(void)state;
 	r = live_new(b, "redis://:" SRV_PW "@127.0.0.1:%d", 200, &s);
-	assert_true(wait_until(b, &s.ups, 1, 3000));
+	assert_true(tl_wait_until(b, &s.ups, 1, 3000));
 	assert_non_null(c = sync_connect());
 	redisAppendCommand(c, "DEBUG SLEEP 2");
 	while (!done)
@@ -780,7 +724,7 @@ test_live_timeout(void **state)
 
 	res_arm(&a);
 	assert_int_equal(rds_cmdf(r, res_cb, &a, "GET naiber:t2"), 0);
-	assert_true(wait_until(b, &a.n, 1, 1000));
+	assert_true(tl_wait_until(b, &a.n, 1, 1000));
 	assert_int_equal(a.has_reply, 0);
 	assert_string_equal(a.err, "timeout");
 	assert_true(a.ms >= 190 && a.ms < 600);
@@ -791,7 +735,7 @@ test_live_timeout(void **state)
 	assert_int_equal(s.downs, 0);
 	res_arm(&a);
 	assert_int_equal(rds_cmdf(r, res_cb, &a, "PING"), 0);
-	assert_true(wait_until(b, &a.n, 1, 1000));
+	assert_true(tl_wait_until(b, &a.n, 1, 1000));
 	assert_string_equal(a.str, "PONG");
 
 	assert_int_equal(redisGetReply(c, (void **)&rep), REDIS_OK);
@@ -815,7 +759,7 @@ test_live_timeouts_reconnect(void **state)
 
 	(void)state;
 	r = live_new(b, "redis://:" SRV_PW "@127.0.0.1:%d/2", 200, &s);
-	assert_true(wait_until(b, &s.ups, 1, 3000));
+	assert_true(tl_wait_until(b, &s.ups, 1, 3000));
 	assert_non_null(c = sync_connect());
 	redisAppendCommand(c, "DEBUG SLEEP 2");
 	while (!done)
@@ -826,12 +770,12 @@ test_live_timeouts_reconnect(void **state)
 		res_arm(&a[i]);
 		assert_int_equal(rds_cmdf(r, res_cb, &a[i], "PING"), 0);
 	}
-	assert_true(wait_until(b, &a[2].n, 1, 1000));
-	assert_true(wait_until(b, &s.downs, 1, 500));
+	assert_true(tl_wait_until(b, &a[2].n, 1, 1000));
+	assert_true(tl_wait_until(b, &s.downs, 1, 500));
 	assert_int_equal(rds_connected(r), 0);
 	assert_int_equal(rds_cmdf(r, res_cb, &a[0], "PING"), -1);
 	/* Back once redis wakes up: handshakes time out until then. */
-	assert_true(wait_until(b, &s.ups, 2, 8000));
+	assert_true(tl_wait_until(b, &s.ups, 2, 8000));
 	for (i = 0; i < 3; i++) {
 		assert_int_equal(a[i].n, 1);
 		assert_string_equal(a[i].err, "timeout");
@@ -839,7 +783,7 @@ test_live_timeouts_reconnect(void **state)
 	assert_int_equal(s.downs, 1);
 	res_arm(&a[0]);
 	assert_int_equal(rds_cmdf(r, res_cb, &a[0], "PING"), 0);
-	assert_true(wait_until(b, &a[0].n, 1, 1000));
+	assert_true(tl_wait_until(b, &a[0].n, 1, 1000));
 	assert_string_equal(a[0].str, "PONG");
 
 	assert_int_equal(redisGetReply(c, (void **)&rep), REDIS_OK);
@@ -866,7 +810,7 @@ test_live_free_pending(void **state)
 
 	/* Freed with a command pending: no callback, nothing leaks. */
 	r = live_new(b, "redis://:" SRV_PW "@127.0.0.1:%d/1", 1000, &s);
-	assert_true(wait_until(b, &s.ups, 1, 3000));
+	assert_true(tl_wait_until(b, &s.ups, 1, 3000));
 	res_arm(&a);
 	assert_int_equal(rds_cmdf(r, res_cb, &a, "BLPOP naiber:q 0"), 0);
 	run_for(b, 100);
@@ -878,7 +822,7 @@ test_live_free_pending(void **state)
 	/* Freed by the state callback itself. */
 	r = live_new(b, "redis://:" SRV_PW "@127.0.0.1:%d/1", 1000, &s);
 	s.free_on_up = r;
-	assert_true(wait_until(b, &s.ups, 1, 3000));
+	assert_true(tl_wait_until(b, &s.ups, 1, 3000));
 	run_for(b, 100);
 	assert_int_equal(s.ups, 1);
 	event_base_free(b);
@@ -895,13 +839,13 @@ test_live_free_in_callback(void **state)
 
 	(void)state;
 	r = live_new(b, "redis://:" SRV_PW "@127.0.0.1:%d", 1000, &s);
-	assert_true(wait_until(b, &s.ups, 1, 3000));
+	assert_true(tl_wait_until(b, &s.ups, 1, 3000));
 	res_arm(&a);
 	res_arm(&p);
 	a.free_me = r;
 	assert_int_equal(rds_cmdf(r, res_cb, &a, "PING"), 0);
 	assert_int_equal(rds_cmdf(r, res_cb, &p, "BLPOP naiber:q2 0"), 0);
-	assert_true(wait_until(b, &a.n, 1, 2000));
+	assert_true(tl_wait_until(b, &a.n, 1, 2000));
 	assert_string_equal(a.str, "PONG");
 	run_for(b, 300);
 	assert_int_equal(p.n, 0);
@@ -921,8 +865,8 @@ test_live_kill_restart(void **state)
 	(void)state;
 	r = live_new(b, "redis://:" SRV_PW "@127.0.0.1:%d/4", 3000, &s);
 	r2 = live_new(b, "redis://:" SRV_PW "@127.0.0.1:%d", 3000, &s2);
-	assert_true(wait_until(b, &s.ups, 1, 3000));
-	assert_true(wait_until(b, &s2.ups, 1, 3000));
+	assert_true(tl_wait_until(b, &s.ups, 1, 3000));
+	assert_true(tl_wait_until(b, &s2.ups, 1, 3000));
 	res_arm(&p1);
 	res_arm(&p2);
 	res_arm(&f1);
@@ -936,8 +880,8 @@ test_live_kill_restart(void **state)
 	assert_int_equal(p1.n + p2.n + f1.n + f2.n, 0);
 
 	srv_kill();
-	assert_true(wait_until(b, &p2.n, 1, 1000));
-	assert_true(wait_until(b, &s.downs, 1, 1000));
+	assert_true(tl_wait_until(b, &p2.n, 1, 1000));
+	assert_true(tl_wait_until(b, &s.downs, 1, 1000));
 	assert_int_equal(p1.n, 1);
 	assert_int_equal(p1.has_reply, 0);
 	assert_string_equal(p1.err, "disconnected");
@@ -951,9 +895,9 @@ test_live_kill_restart(void **state)
 	/* Same port again: reconnects on its own, db 4 selected again. */
 	run_for(b, 300);
 	assert_int_equal(srv_start(), 0);
-	assert_true(wait_until(b, &s.ups, 2, 8000));
+	assert_true(tl_wait_until(b, &s.ups, 2, 8000));
 	assert_int_equal(rds_cmdf(r, res_cb, &a, "SET naiber:t5 back"), 0);
-	assert_true(wait_until(b, &a.n, 1, 1000));
+	assert_true(tl_wait_until(b, &a.n, 1, 1000));
 	assert_string_equal(a.str, "OK");
 	assert_int_equal(sync_get(4, "naiber:t5", v, sizeof(v)), 1);
 	assert_string_equal(v, "back");
