@@ -10,14 +10,21 @@ DATADIR	 = $(PREFIX)/share/naiberd
 SYSCONFDIR ?= /etc
 
 CC	?= cc
+# Library flags come from pkg-config and are read when make parses this
+# file.  On a machine that does not have the packages yet they are empty,
+# so the goals that install them first (demo, check, bench) run `make
+# deps` and then do the rest of their work in a second make, which reads
+# the flags anew.  A plain `make` without them stops with a clear message.
 PKGS	 = libevent libevent_openssl jansson libcrypto libssl libcurl hiredis \
 	   libpq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_MISSING := $(shell pkg-config --exists $(PKGS) 2>/dev/null || echo yes)
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wpointer-arith -Wformat=2
 CFLAGS	?= -O2 -g
-CFLAGS	+= -std=c11 -D_GNU_SOURCE $(WARN) -Icommon $(PKG_CFLAGS)
+CFLAGS	+= -std=c11 -D_GNU_SOURCE $(WARN) -Icommon $(PKG_CFLAGS) \
+	   -DNAIBER_DATADIR='"$(DATADIR)"'
 LDLIBS	 = $(PKG_LIBS) -lwslay -lhttp_parser -lm
 
 B	 = build
@@ -55,11 +62,21 @@ DEB_PKGS = build-essential pkg-config libevent-dev libwslay-dev \
 	   openssl valgrind clang libclang-rt-14-dev systemd
 
 
-.PHONY: deps-debian
+.PHONY: deps-debian need-libs check-nodeps demo-nodeps
 .PHONY: all deps check unit integ lint-man demo bench install clean \
 	check-memcheck check-asan
 
 all: $(B)/naiberd
+
+need-libs:
+	@if [ -n "$(PKG_MISSING)" ]; then \
+	  echo "naiberd: the build needs libraries that pkg-config cannot" \
+	    "find:" >&2; \
+	  pkg-config --print-errors --exists $(PKGS) 2>&1 | sed 's/^/  /' >&2 \
+	    || true; \
+	  echo "run 'make deps' first (as root: it uses apt-get), or" \
+	    "'make demo' / 'make check', which do." >&2; \
+	  exit 1; fi
 
 $(B)/naiberd: $(OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
@@ -88,11 +105,15 @@ deps-debian:
 	    grep -q 'ok installed' || missing="$$missing $$p"; done; \
 	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y --no-install-recommends $$missing; \
-	else echo "all Debian packages present"; fi
+	if [ -z "$$missing" ]; then echo "all Debian packages present"; \
+	  exit 0; fi; \
+	echo "installing:$$missing"; \
+	sudo=""; if [ "$$(id -u)" != 0 ]; then \
+	  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else \
+	    echo "make deps: not root and no sudo: install$$missing" >&2; \
+	    exit 1; fi; fi; \
+	$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y --no-install-recommends $$missing
 
 # npm ci only when a lock file changed (it empties node_modules first).
 %/node_modules/.naiberd-stamp: %/package-lock.json %/package.json
@@ -101,6 +122,8 @@ deps-debian:
 
 # The whole daemon under ASan+UBSan, for the integration suite.
 ASAN_OBJS = $(SRCS:%.c=$(B)/asan/%.o)
+
+$(OBJS) $(ASAN_OBJS) $(UNITS:%=$(B)/test/%) $(B)/jobs_cli: | need-libs
 
 $(B)/asan/naiberd: $(ASAN_OBJS)
 	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $(ASAN_OBJS) $(LDLIBS)
@@ -172,9 +195,17 @@ lint-man: $(B)/naiberd
 	mandoc -Tlint -W warning man/naiberd.8 man/naiberd.conf.5
 	sh tests/check-man.sh $(B)/naiberd man/naiberd.8 man/naiberd.conf.5
 
-check: all unit lint-man fuzz-regress integ
+# The README's two commands: packages first, then a second make that
+# sees their flags (see PKG_CFLAGS above).
+check: deps
+	@$(MAKE) --no-print-directory check-nodeps
 
-demo: deps all
+check-nodeps: all unit lint-man fuzz-regress integ
+
+demo: deps
+	@$(MAKE) --no-print-directory demo-nodeps
+
+demo-nodeps: all
 	node tests/demo/demo.mjs
 
 # Paths in the unit and the sample configuration follow BINDIR, DATADIR

@@ -15,8 +15,13 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
+
+#ifndef NAIBER_DATADIR
+#define NAIBER_DATADIR	"/usr/local/share/naiberd"
+#endif
 
 #define O(f)	offsetof(struct config, f)
 #define INTMAX	LONG_MAX
@@ -109,7 +114,7 @@ const struct opt config_opts[] = {
 	{ "port", "PORT", 'p', NULL, OT_INT, "3000", 1, 65535, OF_NORELOAD,
 	  O(port), NULL, "port", "TCP port to listen on" },
 	{ "prompts_dir", "NAIBER_PROMPTS_DIR", 0, NULL, OT_STR,
-	  "/usr/local/share/naiberd/prompts", 0, 0, 0, O(prompts_dir), NULL,
+	  NAIBER_DATADIR "/prompts", 0, 0, 0, O(prompts_dir), NULL,
 	  "dir", "Directory of prompt templates" },
 	{ "redis_url", "REDIS_URL", 0, NULL, OT_URL, "redis://localhost:6379",
 	  0, 0, OF_SECRET | OF_NORELOAD, O(redis_url), NULL, "url",
@@ -434,6 +439,48 @@ config_cross(struct config *c, struct cfg_errors *e)
 }
 
 /*
+ * The prompts of the source checkout this binary was built in, if it runs
+ * from one (<checkout>/build/naiberd, or one level deeper such as
+ * build/asan/naiberd): a directory that holds prompts/ and
+ * supervisor/main.c.  Looked up once, before privileges are dropped, so a
+ * reload sees the same answer.  NULL for an installed binary.
+ */
+static const char *
+config_checkout_prompts(void)
+{
+	static int	 done;
+	static char	 found[PATH_MAX];
+	char		 exe[PATH_MAX], probe[PATH_MAX + 32], *slash;
+	struct stat	 st;
+	ssize_t		 n;
+	int		 up;
+
+	if (done)
+		return found[0] != '\0' ? found : NULL;
+	done = 1;
+	if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) <= 0)
+		return NULL;
+	exe[n] = '\0';
+	for (up = 0; up < 3; up++) {
+		if ((slash = strrchr(exe, '/')) == NULL || slash == exe)
+			return NULL;
+		*slash = '\0';
+		if (up == 0)
+			continue;	/* the binary's own directory */
+		snprintf(probe, sizeof(probe), "%s/supervisor/main.c", exe);
+		if (stat(probe, &st) == -1 || !S_ISREG(st.st_mode))
+			continue;
+		snprintf(probe, sizeof(probe), "%s/prompts", exe);
+		if (stat(probe, &st) == -1 || !S_ISDIR(st.st_mode) ||
+		    strlen(probe) >= sizeof(found))
+			continue;
+		memcpy(found, probe, strlen(probe) + 1);
+		return found;
+	}
+	return NULL;
+}
+
+/*
  * Build a configuration from defaults, the file (path; must_exist when
  * named with -c), the environment and the overrides.  NULL if any error
  * was gathered in e.
@@ -457,6 +504,12 @@ config_build(const char *path, int must_exist, const struct cfg_override *ov,
 	for (i = 0; i < config_nopts; i++) {
 		raw[i].cr_val = config_opts[i].o_def;
 		snprintf(raw[i].cr_where, sizeof(raw[i].cr_where), "default");
+		if (config_opts[i].o_off == O(prompts_dir) &&
+		    (v = config_checkout_prompts()) != NULL) {
+			raw[i].cr_val = v;
+			snprintf(raw[i].cr_where, sizeof(raw[i].cr_where),
+			    "the checkout");
+		}
 	}
 	if (path != NULL)
 		config_file(path, must_exist, raw, e);

@@ -168,6 +168,7 @@ supervisor_run(void)
 		if ((sv.sv_cf->cf_prompts = prompt_load(sv.sv_cf->prompts_dir,
 		    err, sizeof(err))) == NULL)
 			fatalx("prompts in %s: %s", sv.sv_cf->prompts_dir, err);
+		log_info("prompts from %s", sv.sv_cf->prompts_dir);
 	}
 	if ((sv.sv_ec = evcurl_new(sv.sv_base, sv.sv_cf->tls_ca_file)) == NULL)
 		fatalx("cannot set up the HTTP client (tls_ca_file %s?)",
