@@ -62,7 +62,7 @@ DEB_PKGS = build-essential pkg-config libevent-dev libwslay-dev \
 	   openssl valgrind clang libclang-rt-14-dev systemd
 
 
-.PHONY: deps-debian need-libs check-nodeps demo-nodeps
+.PHONY: deps-debian need-libs check-nodeps demo-nodeps check-first-run
 .PHONY: all deps check unit integ lint-man demo bench install clean \
 	check-memcheck check-asan
 
@@ -207,6 +207,10 @@ demo: deps
 
 demo-nodeps: all
 	node tests/demo/demo.mjs
+
+# `make demo` on a machine whose packages are not there yet (CI's guard).
+check-first-run:
+	sh tests/check-first-run.sh
 
 # Paths in the unit and the sample configuration follow BINDIR, DATADIR
 # and SYSCONFDIR; an existing naiberd.conf is never overwritten.  The

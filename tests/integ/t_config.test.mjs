@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { itest, runNaiberd, baseEnv, NAIBERD } from '../lib/harness.mjs';
+import { itest, runNaiberd, startNaiberd, waitFor, freePort, baseEnv, NAIBERD, REPO } from '../lib/harness.mjs';
 
 function tmpConf(t, text, mode = 0o600) {
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'naiberd-conf-'));
@@ -121,4 +121,32 @@ itest('an unknown flag is a usage error', async () => {
 	const r = await runNaiberd(['--no-such-flag'], { env: { PATH: process.env.PATH } });
 	assert.notEqual(r.code, 0, show(r));
 	assert.match(r.output, /usage|unknown|unrecognized|invalid/i, show(r));
+});
+
+itest('run from a checkout without prompts_dir, naiberd uses the checkout\'s prompts', async () => {
+	const d = await startNaiberd({ env: { NAIBER_PROMPTS_DIR: null } });
+	await waitFor(() => /prompts from (\S+)/.test(d.log), 5000, 'the prompts line');
+	const dir = d.log.match(/prompts from (\S+)/)[1];
+	assert.equal(fs.realpathSync(dir), fs.realpathSync(path.join(REPO, 'prompts')), d.log);
+});
+
+itest('the same binary outside a checkout looks in the installation prefix', async (t) => {
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'naiberd-inst-'));
+	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+	const exe = path.join(dir, 'sbin', 'naiberd');
+	fs.mkdirSync(path.dirname(exe));
+	fs.copyFileSync(fs.realpathSync(NAIBERD), exe);
+	fs.chmodSync(exe, 0o755);
+	const { spawn } = await import('node:child_process');
+	const p = spawn(exe, ['-l', '127.0.0.1', '-p', String(await freePort()), '-w', '1', '-m', '1',
+	    '-c', tmpConf(t, '')], { env: baseEnv({ NAIBER_SPOOL_DIR: dir }),
+	    stdio: ['ignore', 'pipe', 'pipe'] });
+	let out = '';
+	p.stderr.setEncoding('utf8').on('data', (s) => { out += s; });
+	t.after(() => { try { p.kill('SIGKILL'); } catch { /* gone */ } });
+	// Either the prefix holds prompts (naiberd was installed here) or
+	// it does not and naiberd says so; never the checkout's.
+	await waitFor(() => /prompts (from|in) \//.test(out), 5000, 'a prompts line');
+	assert.match(out, /prompts (from|in) \/usr\/local\/share\/naiberd\/prompts\b/, out);
+	assert.doesNotMatch(out, new RegExp(path.join(REPO, 'prompts')), out);
 });
