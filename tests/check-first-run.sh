@@ -9,7 +9,8 @@
 # the case the README promises, and the one where make once read empty
 # library flags at parse time and failed with "libpq-fe.h: No such file".
 # Also checked: a plain `make` before `make deps` stops with a message that
-# says what to do.  Node's packages are borrowed from the checkout.
+# says what to do.  Node's packages are borrowed from the checkout
+# (hard-linked).
 #
 # usage: tests/check-first-run.sh   (from the top of the checkout)
 set -eu
@@ -45,9 +46,13 @@ exec "\$@"
 SH
 chmod 755 "$shim"/*
 
-git ls-files -z | (cd "$top" && xargs -0 cp --parents -t "$src")
+git ls-files -z | (cd "$top" && xargs -0 cp -p --parents -t "$src")
+# Hard links: npm ci in the copy, if it runs, unlinks and writes its own
+# files and never touches the checkout's.
 for d in tests/peers tests/peers/bullmq5 tests/peers/bullmq6; do
-	[ -d "$top/$d/node_modules" ] && ln -s "$top/$d/node_modules" "$src/$d/node_modules"
+	if [ -d "$top/$d/node_modules" ]; then
+		cp -al "$top/$d/node_modules" "$src/$d/node_modules"
+	fi
 done
 
 fail() { echo "check-first-run: FAIL: $*" >&2; exit 1; }
