@@ -36,11 +36,11 @@ SUPERV	 = supervisor/main.c supervisor/supervisor.c supervisor/listener.c \
 	   supervisor/router.c supervisor/api_ops.c supervisor/pool.c \
 	   supervisor/metrics.c supervisor/api_call.c supervisor/api_twilio.c \
 	   supervisor/placed.c supervisor/ngrok.c supervisor/orphan.c \
-	   supervisor/ready.c
+	   supervisor/ready.c supervisor/forksrv.c
 WORKER	 = worker/worker.c worker/call.c worker/ws.c worker/twilio_ws.c \
 	   worker/twilio_event.c worker/eleven_ws.c worker/bridge.c \
 	   worker/transcode.c worker/prepare.c worker/profile.c \
-	   worker/eleven_event.c
+	   worker/pgconn.c worker/eleven_event.c
 SRCS	 = $(COMMON) $(SUPERV) $(WORKER)
 OBJS	 = $(SRCS:%.c=$(B)/%.o)
 
@@ -58,7 +58,8 @@ UNITS	 = test_channel test_config test_httphead test_twilio_sig \
 DEB_PKGS = build-essential pkg-config libevent-dev libwslay-dev \
 	   libjansson-dev libssl-dev libhttp-parser-dev libcmocka-dev \
 	   libcurl4-openssl-dev libhiredis-dev libpq-dev \
-	   redis-server postgresql mandoc python3 procps ca-certificates \
+	   redis-server postgresql pgbouncer mandoc python3 procps \
+	   ca-certificates \
 	   openssl valgrind clang libclang-rt-14-dev systemd
 
 
@@ -150,7 +151,8 @@ $(B)/test/test_twilio_event: tests/unit/test_twilio_event.c \
 	worker/twilio_event.c common/jscan.c common/util.c
 $(B)/test/test_util: tests/unit/test_util.c common/util.c
 $(B)/test/test_profile: tests/unit/test_profile.c tests/unit/testlib.c \
-	worker/profile.c common/log.c common/util.c common/pgurl.c
+	worker/profile.c worker/pgconn.c common/log.c common/util.c \
+	common/pgurl.c
 $(B)/test/test_jobs: tests/unit/test_jobs.c tests/unit/testlib.c \
 	common/jobs.c common/redis.c common/log.c common/util.c
 $(B)/test/test_eleven_event: tests/unit/test_eleven_event.c \

@@ -24,6 +24,9 @@ static const char *const chan_names[MSG_TYPE_MAX] = {
 	[MSG_ACCEPTED] = "ACCEPTED",
 	[MSG_CALL_INFO] = "CALL_INFO",
 	[MSG_DONE] = "DONE",
+	[MSG_READY] = "READY",
+	[MSG_SPAWN] = "SPAWN",
+	[MSG_SPAWNED] = "SPAWNED",
 };
 
 const char *
@@ -189,7 +192,8 @@ chan_check(struct chan_msg *m, const char **why)
 	const struct msg_handoff *ho = &m->cm_u.handoff;
 	const struct msg_call_info *ci = &m->cm_u.call_info;
 
-	if (m->cm_hdr.mh_type != MSG_HANDOFF && m->cm_fd != -1) {
+	if (m->cm_hdr.mh_type != MSG_HANDOFF &&
+	    m->cm_hdr.mh_type != MSG_SPAWN && m->cm_fd != -1) {
 		*why = "unexpected descriptor";
 		return -1;
 	}
@@ -238,6 +242,26 @@ chan_check(struct chan_msg *m, const char **why)
 		    sizeof(m->cm_u.done.dn_reason)) ||
 		    !chan_strok(m->cm_u.done.dn_call_sid,
 		    sizeof(m->cm_u.done.dn_call_sid)))
+			break;
+		return 0;
+	case MSG_READY:
+		if (len != sizeof(struct msg_ready) ||
+		    m->cm_u.ready.rd_pid <= 0)
+			break;
+		return 0;
+	case MSG_SPAWN:
+		if (m->cm_fd == -1) {
+			*why = "SPAWN without a descriptor";
+			return -1;
+		}
+		if (len != 0)
+			break;
+		return 0;
+	case MSG_SPAWNED:
+		if (len != sizeof(struct msg_spawned) ||
+		    m->cm_u.spawned.sp_pid < 0 ||
+		    (m->cm_u.spawned.sp_pid == 0) ==
+		    (m->cm_u.spawned.sp_errno == 0))
 			break;
 		return 0;
 	default:
@@ -320,4 +344,27 @@ int
 chan_send_done(int fd, uint32_t ref, const struct msg_done *dn)
 {
 	return chan_send(fd, MSG_DONE, ref, dn, sizeof(*dn), -1);
+}
+
+int
+chan_send_ready(int fd, uint32_t ref, const struct msg_ready *rd)
+{
+	return chan_send(fd, MSG_READY, ref, rd, sizeof(*rd), -1);
+}
+
+int
+chan_send_spawn(int fd, uint32_t ref, int chan)
+{
+	return chan_send(fd, MSG_SPAWN, ref, NULL, 0, chan);
+}
+
+int
+chan_send_spawned(int fd, uint32_t ref, int32_t pid, int32_t err)
+{
+	struct msg_spawned	sp;
+
+	memset(&sp, 0, sizeof(sp));
+	sp.sp_pid = pid;
+	sp.sp_errno = err;
+	return chan_send(fd, MSG_SPAWNED, ref, &sp, sizeof(sp), -1);
 }

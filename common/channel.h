@@ -3,7 +3,9 @@
  *
  * One SOCK_SEQPACKET datagram per message: a fixed header then the
  * payload, at most CHAN_MAX_PAYLOAD bytes, at most one descriptor
- * (SCM_RIGHTS, only on MSG_HANDOFF).  Each message has its sender and
+ * (SCM_RIGHTS, only on MSG_HANDOFF and MSG_SPAWN).  The same codec
+ * carries the supervisor's requests to the fork server (SPAWN) and its
+ * answers (SPAWNED).  Each message has its sender and
  * its decoder side by side in channel.c.  Decoders check the exact
  * length, NUL-terminated strings, truncation and unexpected fds.
  *
@@ -31,6 +33,9 @@ enum msg_type {
 	MSG_ACCEPTED,		/* w->s: took the socket */
 	MSG_CALL_INFO,		/* w->s: what the call is, for orphan clean-up */
 	MSG_DONE,		/* w->s: call over, counters */
+	MSG_READY,		/* w->s: warmed up, may be marked idle */
+	MSG_SPAWN,		/* s->f: fork a worker on this channel (fd) */
+	MSG_SPAWNED,		/* f->s: its pid, or why not */
 	MSG_TYPE_MAX
 };
 
@@ -85,6 +90,21 @@ struct msg_done {
 	char		dn_reason[64];
 };
 
+#define READY_REDIS	0x1	/* Redis connected and authenticated */
+#define READY_DATABASE	0x2	/* PostgreSQL connected, statement prepared */
+#define READY_HTTP	0x4	/* HTTP client and resolver made */
+
+struct msg_ready {
+	int32_t		rd_pid;
+	uint32_t	rd_flags;	/* READY_* done; missing ones failed */
+	uint64_t	rd_warm_ns;	/* start of the worker -> ready */
+};
+
+struct msg_spawned {
+	int32_t		sp_pid;		/* > 0, or 0 with sp_errno */
+	int32_t		sp_errno;
+};
+
 /* One received message; payload is aligned for the structs above. */
 struct chan_msg {
 	struct msg_hdr	cm_hdr;
@@ -96,6 +116,8 @@ struct chan_msg {
 		struct msg_accepted	accepted;
 		struct msg_call_info	call_info;
 		struct msg_done		done;
+		struct msg_ready	ready;
+		struct msg_spawned	spawned;
 	} cm_u;
 };
 
@@ -124,6 +146,11 @@ int	chan_send_accepted(int, uint32_t, uint64_t, uint64_t)
 int	chan_send_call_info(int, uint32_t, const struct msg_call_info *)
 	    __attribute__((warn_unused_result));
 int	chan_send_done(int, uint32_t, const struct msg_done *)
+	    __attribute__((warn_unused_result));
+int	chan_send_ready(int, uint32_t, const struct msg_ready *)
+	    __attribute__((warn_unused_result));
+int	chan_send_spawn(int, uint32_t, int) __attribute__((warn_unused_result));
+int	chan_send_spawned(int, uint32_t, int32_t, int32_t)
 	    __attribute__((warn_unused_result));
 const char *chan_type_name(uint32_t);
 

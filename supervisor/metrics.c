@@ -31,6 +31,13 @@ metrics_handoff(uint64_t ns)
 }
 
 void
+metrics_warm(uint64_t ns)
+{
+	metrics.m_warm_sum_ns += ns;
+	metrics.m_warm_count++;
+}
+
+void
 metrics_done(const struct msg_done *d)
 {
 	metrics.m_calls_done++;
@@ -106,8 +113,17 @@ metrics_render(size_t *len)
 	    "# TYPE naiberd_workers gauge\n"
 	    "naiberd_workers{state=\"idle\"} %u\n"
 	    "naiberd_workers{state=\"busy\"} %u\n"
-	    "naiberd_workers{state=\"exiting\"} %u\n",
-	    pool_count(W_IDLE), pool_count(W_BUSY), pool_count(W_EXITING));
+	    "naiberd_workers{state=\"exiting\"} %u\n"
+	    "naiberd_workers{state=\"starting\"} %u\n",
+	    pool_count(W_IDLE), pool_count(W_BUSY), pool_count(W_EXITING),
+	    pool_count(W_STARTING));
+	fprintf(fp, "# HELP naiberd_worker_warmup_seconds Worker start to "
+	    "ready (Redis, PostgreSQL, HTTP client made).\n"
+	    "# TYPE naiberd_worker_warmup_seconds summary\n"
+	    "naiberd_worker_warmup_seconds_sum %.9f\n"
+	    "naiberd_worker_warmup_seconds_count %llu\n",
+	    (double)metrics.m_warm_sum_ns / 1e9,
+	    (unsigned long long)metrics.m_warm_count);
 	GAUGE("naiberd_calls_active", "Calls being served by a worker.",
 	    pool_count(W_BUSY));
 	GAUGE("naiberd_connections", "Open HTTP connections.",

@@ -130,7 +130,9 @@ ngrok_got(const struct evcurl_resp *r, void *arg)
 	    cf->stream_url == NULL)
 		fatalx("ngrok: out of memory");
 	log_info("ngrok: public URL %s, stream URL %s", pub, stream);
-	/* Idle workers hold the old URLs: replace them. */
+	/* The fork server and idle workers hold the old URLs: replace. */
+	if (forksrv_start() == -1)
+		log_warnx("ngrok: cannot start a new fork server");
 	pool_drain_idle();
 	pool_refill();
 }

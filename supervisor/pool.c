@@ -2,8 +2,15 @@
  * pool.c - struct worker: the pre-forked worker processes, their
  * states and lists, spawning with brakes, reaping, the stream handoff
  * (SCM_RIGHTS over the worker's channel) and the messages workers send
- * back (ACCEPTED, CALL_INFO, DONE).  Runs in the supervisor.  A worker
- * changes state only through pool_set_state().
+ * back (READY, ACCEPTED, CALL_INFO, DONE).  Runs in the supervisor.  A
+ * worker changes state only through pool_set_state().
+ *
+ * Workers are forked by the fork server (forksrv.c), never here: a
+ * spawn is a socketpair and one message, and the worker is STARTING
+ * until it reports READY (Redis, PostgreSQL and the HTTP client made),
+ * then IDLE.  Its pid arrives with SPAWNED from the fork server or with
+ * READY, whichever comes first.  A stream may be handed to a STARTING
+ * worker when no IDLE one is left: it reads the HANDOFF once it runs.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -30,6 +37,8 @@ static void		 pool_throttle(const char *);
 static void		 pool_unthrottle(int, short, void *);
 static void		 pool_free(struct worker *);
 static void		 pool_refill_cb(int, short, void *);
+static void		 pool_early_dead(pid_t, int);
+static int		 pool_early_take(pid_t, int *);
 
 static TAILQ_HEAD(wlist, worker) wl[W_NSTATES];
 static unsigned		 wn[W_NSTATES];
@@ -39,7 +48,16 @@ static struct event	*ev_refill;	/* refill after pending handoffs */
 static long		 backoff_ms;
 static int		 throttled;
 
-static const char *const w_state_names[] = { "idle", "busy", "exiting" };
+/* Children reaped before their SPAWNED said who they were. */
+#define EARLY_MAX	16
+static struct {
+	pid_t	pid;
+	int	status;
+}			 early[EARLY_MAX];
+static unsigned		 nearly;
+
+static const char *const w_state_names[] = { "idle", "busy", "exiting",
+    "starting" };
 
 int
 pool_start(void)
@@ -53,7 +71,7 @@ pool_start(void)
 	    NULL)) == NULL)
 		return -1;
 	pool_refill();
-	return pool_count(W_IDLE) > 0 ? 0 : -1;
+	return pool_count(W_IDLE) + pool_count(W_STARTING) > 0 ? 0 : -1;
 }
 
 unsigned
@@ -80,29 +98,30 @@ pool_set_state(struct worker *w, enum w_state to)
 {
 	int	from = w->w_state;
 
-	if (w->w_pid != 0 && from == (int)to)
-		log_panic("worker %d: %s to %s", w->w_pid,
-		    w_state_names[from], w_state_names[to]);
-	if (w->w_pid != 0 && ((from == W_BUSY && to == W_IDLE) ||
-	    from == W_EXITING))
-		log_panic("worker %d: impossible move %s to %s", w->w_pid,
-		    w_state_names[from], w_state_names[to]);
-	if (w->w_pid != 0) {
+	if (w->w_listed && (from == (int)to || to == W_STARTING ||
+	    (from == W_BUSY && to == W_IDLE) || from == W_EXITING))
+		log_panic("worker %d (ref %u): impossible move %s to %s",
+		    w->w_pid, w->w_ref, w_state_names[from],
+		    w_state_names[to]);
+	if (w->w_listed) {
 		TAILQ_REMOVE(&wl[from], w, w_entry);
 		wn[from]--;
 	}
+	w->w_listed = 1;
 	w->w_state = to;
 	TAILQ_INSERT_TAIL(&wl[to], w, w_entry);
 	wn[to]++;
 }
 
+/*
+ * Ask the fork server for a worker on a new channel.  No fork here: the
+ * supervisor's loop only makes the socketpair and sends one message.
+ */
 static struct worker *
 pool_spawn(void)
 {
 	struct worker	*w;
 	int		 sp[2];
-	sigset_t	 all, old;
-	pid_t		 pid;
 
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
 		log_warn("worker");
@@ -114,40 +133,119 @@ pool_spawn(void)
 		pool_throttle("socketpair failed");
 		return NULL;
 	}
-	/*
-	 * Hand whole free heap pages back first: a page the child never
-	 * shared cannot become its private copy when we reuse it later.
-	 */
-	malloc_trim(0);
-	sigfillset(&all);
-	sigprocmask(SIG_BLOCK, &all, &old);
-	if ((pid = fork()) == -1) {
-		sigprocmask(SIG_SETMASK, &old, NULL);
-		log_warn("fork");
+	w->w_ref = next_ref++;
+	if (forksrv_spawn(w->w_ref, sp[1]) == -1) {
+		log_warn("fork server: SPAWN");
 		close(sp[0]);
 		close(sp[1]);
 		free(w);
-		pool_throttle("fork failed");
+		pool_throttle("the fork server does not answer");
 		return NULL;
 	}
-	if (pid == 0) {
-		close(sp[0]);
-		worker_main(sp[1], sv.sv_cf);	/* unblocks signals */
-	}
-	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(sp[1]);
 	w->w_fd = sp[0];
-	w->w_ref = next_ref++;
 	w->w_t_spawn = now_mono_ns();
 	w->w_ev = event_new(sv.sv_base, w->w_fd, EV_READ | EV_PERSIST,
 	    pool_chan, w);
 	if (w->w_ev == NULL || event_add(w->w_ev, NULL) == -1)
-		log_warnx("worker %d: cannot watch its channel", pid);
-	pool_set_state(w, W_IDLE);
-	w->w_pid = pid;
+		log_warnx("worker ref %u: cannot watch its channel", w->w_ref);
+	pool_set_state(w, W_STARTING);
 	metrics.m_workers_spawned++;
-	log_debug("worker %d started", pid);
 	return w;
+}
+
+static struct worker *
+pool_find_ref(uint32_t ref)
+{
+	struct worker	*w;
+	int		 s;
+
+	for (s = 0; s < W_NSTATES; s++)
+		TAILQ_FOREACH(w, &wl[s], w_entry)
+			if (w->w_ref == ref)
+				return w;
+	return NULL;
+}
+
+/* The fork server's answer to SPAWN: the worker's pid, or why not. */
+void
+pool_spawned(uint32_t ref, pid_t pid, int err)
+{
+	struct worker	*w;
+	int		 status;
+
+	if ((w = pool_find_ref(ref)) == NULL) {
+		log_debug("SPAWNED for a worker already gone (ref %u)", ref);
+		return;
+	}
+	if (pid <= 0) {
+		errno = err;
+		log_warn("fork server: cannot fork a worker");
+		if (w->w_state == W_BUSY)
+			log_warnx("the stream handed to it is lost");
+		pool_free(w);
+		pool_throttle("fork failed");
+		return;
+	}
+	if (w->w_pid == 0)
+		w->w_pid = pid;
+	log_debug("worker %d started (ref %u)", pid, ref);
+	if (pool_early_take(pid, &status)) {
+		pool_chan(w->w_fd, EV_READ, w);
+		pool_died(w, status);
+		pool_free(w);
+		pool_refill();
+	}
+}
+
+static void
+pool_early_dead(pid_t pid, int status)
+{
+	if (nearly == EARLY_MAX) {
+		log_warnx("reaped unknown child %d", early[0].pid);
+		memmove(early, early + 1, sizeof(early[0]) * (EARLY_MAX - 1));
+		nearly--;
+	}
+	early[nearly].pid = pid;
+	early[nearly].status = status;
+	nearly++;
+}
+
+static int
+pool_early_take(pid_t pid, int *status)
+{
+	unsigned	i;
+
+	for (i = 0; i < nearly; i++)
+		if (early[i].pid == pid) {
+			*status = early[i].status;
+			memmove(early + i, early + i + 1,
+			    sizeof(early[0]) * (nearly - i - 1));
+			nearly--;
+			return 1;
+		}
+	return 0;
+}
+
+/* The fork server died: the workers it never made will not come. */
+void
+pool_forksrv_gone(void)
+{
+	struct worker	*w, *next;
+
+	int		 s;
+
+	for (s = 0; s < W_NSTATES; s++)
+		for (w = TAILQ_FIRST(&wl[s]); w != NULL; w = next) {
+			next = TAILQ_NEXT(w, w_entry);
+			if (w->w_pid != 0)
+				continue;
+			if (s == W_BUSY)
+				log_warnx("a stream handed to a worker the "
+				    "fork server never made is lost");
+			pool_free(w);
+		}
+	pool_throttle("the fork server died");
 }
 
 /* Keep `workers` idle ones, never more than capacity allows. */
@@ -158,10 +256,14 @@ pool_refill(void)
 
 	if (sv.sv_state != SV_RUNNING || throttled)
 		return;
+	if (forksrv_pid() == 0 && forksrv_start() == -1) {
+		pool_throttle("cannot start the fork server");
+		return;
+	}
 	want = sv.sv_cf->workers;
 	if (want > sv.sv_cf->max_calls - (long)wn[W_BUSY])
 		want = sv.sv_cf->max_calls - (long)wn[W_BUSY];
-	while ((long)wn[W_IDLE] < want && !throttled)
+	while ((long)(wn[W_IDLE] + wn[W_STARTING]) < want && !throttled)
 		if (pool_spawn() == NULL)
 			break;
 }
@@ -200,9 +302,10 @@ pool_unthrottle(int fd, short ev, void *arg)
 }
 
 /*
- * Give the upgraded connection to an idle worker (spawning one if none
- * is idle).  On success the worker holds the socket and the caller
- * closes its copy.  Returns 0 or -1.
+ * Give the upgraded connection to an idle worker, else to one still
+ * warming up, else to one asked for now (it reads the HANDOFF when it
+ * runs).  On success the worker holds the socket and the caller closes
+ * its copy.  Returns 0 or -1.
  */
 int
 pool_handoff(struct conn *cn)
@@ -212,6 +315,7 @@ pool_handoff(struct conn *cn)
 
 	for (tries = 0; tries < 3; tries++) {
 		if ((w = TAILQ_FIRST(&wl[W_IDLE])) == NULL &&
+		    (w = TAILQ_FIRST(&wl[W_STARTING])) == NULL &&
 		    (throttled || (w = pool_spawn()) == NULL))
 			return -1;
 		if (chan_send_handoff(w->w_fd, w->w_ref, cn->cn_fd,
@@ -220,7 +324,8 @@ pool_handoff(struct conn *cn)
 		    cn->cn_inlen - cn->cn_reqstart) == -1) {
 			log_warn("worker %d: handoff", w->w_pid);
 			w->w_asked_exit = 1;
-			kill(w->w_pid, SIGKILL);
+			if (w->w_pid > 0)
+				kill(w->w_pid, SIGKILL);
 			pool_set_state(w, W_EXITING);
 			continue;
 		}
@@ -251,16 +356,24 @@ pool_chan(int fd, short ev, void *arg)
 		r = chan_recv(fd, &m, &why);
 		if (r == -1 && errno == EAGAIN)
 			return;
-		if (r == 0) {
+		if (r == 0 || (r == -1 && errno == ECONNRESET)) {
 			/* Worker gone; SIGCHLD does the rest. */
 			event_del(w->w_ev);
+			if (w->w_pid == 0 && w->w_state != W_BUSY) {
+				/* Never heard of: its SPAWNED is lost. */
+				log_warnx("worker ref %u gone before it said "
+				    "who it was", w->w_ref);
+				pool_free(w);
+				pool_refill();
+			}
 			return;
 		}
 		if (r == -1 || pool_msg(w, &m) == -1) {
 			log_warnx("worker %d: bad message (%s): killing it",
 			    w->w_pid, r == -1 ? why : "unexpected type");
 			event_del(w->w_ev);
-			kill(w->w_pid, SIGKILL);
+			if (w->w_pid > 0)
+				kill(w->w_pid, SIGKILL);
 			return;
 		}
 	}
@@ -272,6 +385,23 @@ pool_msg(struct worker *w, struct chan_msg *m)
 	const struct msg_done	*d = &m->cm_u.done;
 
 	switch (m->cm_hdr.mh_type) {
+	case MSG_READY:
+		if (w->w_pid == 0)
+			w->w_pid = m->cm_u.ready.rd_pid;
+		else if (w->w_pid != m->cm_u.ready.rd_pid)
+			return -1;
+		metrics_warm(m->cm_u.ready.rd_warm_ns);
+		log_debug("worker %d ready in %llu us%s%s%s", w->w_pid,
+		    (unsigned long long)(m->cm_u.ready.rd_warm_ns / 1000),
+		    m->cm_u.ready.rd_flags & READY_REDIS ? "" :
+		    " (Redis not connected)",
+		    m->cm_u.ready.rd_flags & READY_DATABASE ? "" :
+		    " (PostgreSQL not connected)",
+		    m->cm_u.ready.rd_flags & READY_HTTP ? "" :
+		    " (no HTTP client)");
+		if (w->w_state == W_STARTING)
+			pool_set_state(w, W_IDLE);
+		return 0;
 	case MSG_ACCEPTED:
 		metrics_handoff(m->cm_u.accepted.ac_handoff_ns);
 		backoff_ms = 0;
@@ -336,8 +466,10 @@ pool_reap(void)
 	int		 status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (forksrv_reaped(pid, status))
+			continue;
 		if ((w = pool_find(pid)) == NULL) {
-			log_debug("reaped unknown child %d", pid);
+			pool_early_dead(pid, status);
 			continue;
 		}
 		pool_chan(w->w_fd, EV_READ, w);	/* DONE may be queued */
@@ -405,7 +537,8 @@ pool_prepare(const char *sid)
 	struct worker	*w;
 	struct timeval	 tv = { 0, 0 };
 
-	if ((w = TAILQ_FIRST(&wl[W_IDLE])) == NULL) {
+	if ((w = TAILQ_FIRST(&wl[W_IDLE])) == NULL &&
+	    (w = TAILQ_FIRST(&wl[W_STARTING])) == NULL) {
 		log_debug("call %s: no idle worker to prepare it", sid);
 		return;
 	}
@@ -425,11 +558,18 @@ pool_drain_idle(void)
 {
 	struct worker	*w;
 
-	while ((w = TAILQ_FIRST(&wl[W_IDLE])) != NULL) {
-		w->w_asked_exit = 1;
-		if (chan_send_drain(w->w_fd, w->w_ref) == -1)
-			kill(w->w_pid, SIGTERM);
-		pool_set_state(w, W_EXITING);
+	int	s;
+
+	for (s = W_IDLE; s < W_NSTATES; s++) {
+		if (s != W_IDLE && s != W_STARTING)
+			continue;
+		while ((w = TAILQ_FIRST(&wl[s])) != NULL) {
+			w->w_asked_exit = 1;
+			if (chan_send_drain(w->w_fd, w->w_ref) == -1 &&
+			    w->w_pid > 0)
+				kill(w->w_pid, SIGTERM);
+			pool_set_state(w, W_EXITING);
+		}
 	}
 }
 
@@ -442,9 +582,11 @@ pool_signal_busy(int sig)
 
 	for (s = 0; s < W_NSTATES; s++)
 		TAILQ_FOREACH(w, &wl[s], w_entry) {
-			if (s == W_IDLE && sig != SIGKILL)
+			if ((s == W_IDLE || s == W_STARTING) &&
+			    sig != SIGKILL)
 				continue;
 			w->w_asked_exit = 1;
-			kill(w->w_pid, sig);
+			if (w->w_pid > 0)
+				kill(w->w_pid, sig);
 		}
 }

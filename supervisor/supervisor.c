@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -170,6 +171,15 @@ supervisor_run(void)
 			fatalx("prompts in %s: %s", sv.sv_cf->prompts_dir, err);
 		log_info("prompts from %s", sv.sv_cf->prompts_dir);
 	}
+	/*
+	 * Workers are forked by the fork server, made now, before the
+	 * supervisor's own connections exist; the supervisor adopts any
+	 * worker the fork server could only make through a middle child.
+	 */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
+		log_warn("prctl(PR_SET_CHILD_SUBREAPER)");
+	if (forksrv_start() == -1)
+		fatalx("cannot start the fork server");
 	if ((sv.sv_ec = evcurl_new(sv.sv_base, sv.sv_cf->tls_ca_file)) == NULL)
 		fatalx("cannot set up the HTTP client (tls_ca_file %s?)",
 		    sv.sv_cf->tls_ca_file ? sv.sv_cf->tls_ca_file : "unset");
@@ -211,6 +221,8 @@ supervisor_run(void)
 		sv.sv_ready_fd = -1;
 	}
 	event_base_dispatch(sv.sv_base);
+	forksrv_stop();
+	forksrv_wait(1000);
 	log_info("shutdown complete");
 	return 0;
 }
@@ -254,6 +266,7 @@ sv_sigterm(int sig, short ev, void *arg)
 		supervisor_notify("STOPPING=1");
 		listener_stop();
 		pool_drain_idle();
+		forksrv_stop();
 		log_info("SIG%s: draining %u live calls for up to %ld s",
 		    sigabbrev_np(sig), pool_count(W_BUSY),
 		    sv.sv_cf->drain_timeout);
@@ -385,6 +398,9 @@ sv_reload(void)
 	sv.sv_cf = ncf;
 	config_free(ocf);
 	sv_apply_logging(ncf);
+	/* New workers from a fork server holding the new configuration. */
+	if (forksrv_start() == -1)
+		log_warnx("reload: cannot start a new fork server");
 	pool_drain_idle();
 	pool_refill();
 	log_info("SIGHUP: configuration reloaded");

@@ -121,12 +121,13 @@ enum w_state {
 	W_IDLE,
 	W_BUSY,
 	W_EXITING,
+	W_STARTING,	/* forked or asked for, not warm yet */
 	W_NSTATES
 };
 
 struct worker {
 	TAILQ_ENTRY(worker)	 w_entry;
-	pid_t			 w_pid;
+	pid_t			 w_pid;		/* 0 until known */
 	int			 w_fd;
 	uint32_t		 w_ref;
 	enum w_state		 w_state;
@@ -136,6 +137,7 @@ struct worker {
 	int			 w_took_call;
 	int			 w_got_done;
 	int			 w_asked_exit;
+	int			 w_listed;
 	struct msg_call_info	 w_ci;
 	struct msg_done		 w_done;
 };
@@ -150,6 +152,16 @@ void	pool_signal_busy(int);
 unsigned pool_count(enum w_state);
 unsigned pool_total(void);
 int	pool_throttled(void);
+void	pool_spawned(uint32_t, pid_t, int);
+void	pool_forksrv_gone(void);
+
+/* forksrv.c */
+int	forksrv_start(void);
+void	forksrv_stop(void);
+int	forksrv_reaped(pid_t, int);
+void	forksrv_wait(int);
+pid_t	forksrv_pid(void);
+int	forksrv_spawn(uint32_t, int);
 
 /* orphan.c */
 void	orphan_cleanup(const struct msg_call_info *);
@@ -175,6 +187,8 @@ struct metrics {
 	uint64_t	m_refused_sig;
 	uint64_t	m_refused_capacity;
 	uint64_t	m_workers_spawned;
+	uint64_t	m_warm_sum_ns;
+	uint64_t	m_warm_count;
 	uint64_t	m_handoff_hist[16];
 	uint64_t	m_handoff_sum_ns;
 	uint64_t	m_handoff_count;
@@ -192,6 +206,7 @@ struct metrics {
 extern struct metrics metrics;
 
 void	metrics_handoff(uint64_t);
+void	metrics_warm(uint64_t);
 void	metrics_done(const struct msg_done *);
 void	metrics_http(int);
 char	*metrics_render(size_t *);

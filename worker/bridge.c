@@ -110,6 +110,7 @@ bridge_caller_audio(struct call *c, const char *b64, size_t len)
 		c->c_cnt.dn_frames_in++;
 	else
 		c->c_cnt.dn_frames_dropped++;
+	eleven_poll(c);
 }
 
 /* Agent audio (base64 in the agent's output format) -> Twilio media. */

@@ -20,6 +20,7 @@
 #include "session.h"
 #include "twilio_rest.h"
 #include "util.h"
+#include "profile.h"
 #include "worker.h"
 
 #define START_TIMEOUT_SECS	10
@@ -231,8 +232,9 @@ call_activate(struct call *c)
 	call_set_state(c, CS_ACTIVE);
 	c->c_t_bound = now_mono_ns();
 	/* In parallel: the person, ElevenLabs, the prepared message. */
-	if (profile_load(wk.wk_base, wk.wk_cf->database_url, c->c_phone,
-	    wk.wk_cf->database_timeout, call_profile_got, c) == -1) {
+	if (profile_load_on(wk.wk_pg, wk.wk_base, wk.wk_cf->database_url,
+	    c->c_phone, wk.wk_cf->database_timeout, call_profile_got, c)
+	    == -1) {
 		call_apologise(c, "database unavailable");
 		return;
 	}

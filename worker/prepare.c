@@ -19,6 +19,7 @@
 #include "prompt.h"
 #include "redis.h"
 #include "util.h"
+#include "profile.h"
 #include "worker.h"
 
 #define OPENAI_TIMEOUT_MS	4000
@@ -338,13 +339,18 @@ prepare_start(const char *sid)
 
 	strlcpy_n(prep.pp_sid, sid, sizeof(prep.pp_sid));
 	log_setcall(sid, NULL);
-	wk.wk_rds = rds_new(wk.wk_base, wk.wk_cf->redis_url, 2000);
-	wk.wk_ec = worker_evcurl();
+	/* The warm-up's connections, or new ones if it could not. */
+	if (wk.wk_rds == NULL)
+		wk.wk_rds = rds_new(wk.wk_base, wk.wk_cf->redis_url, 2000);
+	if (wk.wk_ec == NULL)
+		wk.wk_ec = worker_evcurl();
 	prep.pp_guard = evtimer_new(wk.wk_base, prep_guard, NULL);
 	if (wk.wk_rds == NULL || wk.wk_ec == NULL || prep.pp_guard == NULL)
 		prep_exit("cannot start");
 	evtimer_add(prep.pp_guard, &tv);
 	rds_on_state(wk.wk_rds, prep_redis_up, NULL);
+	if (rds_connected(wk.wk_rds))
+		prep_redis_up(1, NULL);
 }
 
 static void
@@ -366,8 +372,9 @@ prep_context(const redisReply *r, const char *err, void *arg)
 	strlcpy_n(prep.pp_phone, phone, sizeof(prep.pp_phone));
 	strlcpy_n(prep.pp_type, type, sizeof(prep.pp_type));
 	json_decref(o);
-	if (profile_load(wk.wk_base, wk.wk_cf->database_url, prep.pp_phone,
-	    wk.wk_cf->database_timeout, prep_profile, NULL) == -1)
+	if (profile_load_on(wk.wk_pg, wk.wk_base, wk.wk_cf->database_url,
+	    prep.pp_phone, wk.wk_cf->database_timeout, prep_profile, NULL)
+	    == -1)
 		prep_exit("cannot start loading the profile");
 }
 

@@ -1,18 +1,20 @@
 /*
  * profile.c - loads the person a call is for from PostgreSQL.
  *
- * Runs in a worker (answering or PREPARE) on its event base: one libpq
- * connection per load, connected with PQconnectStartParams/PQconnectPoll
- * and queried with PQsendQueryParams, every step driven by libevent
- * readiness on PQsocket(), under one deadline timer.  One parameterised
- * query reads the original's Prisma tables (DESIGN §4): "users" by
- * "phone", the five newest "conversation_summaries", the active
- * "user_health_conditions" and "user_medications"; lists come back as
- * JSON so no array literal is parsed here.  Owns struct pl_load and its
- * PGconn; both are finished after the callback.  Peer: DATABASE_URL.
+ * Runs in a worker (answering or PREPARE) on its event base.  A load
+ * either opens its own libpq connection (profile_load) or borrows the
+ * worker's warm one (profile_load_on), opened and prepared before the
+ * worker went idle (profile_conn_open), so the call pays one round
+ * trip; the connections themselves are pgconn.c's.  A load runs under
+ * one deadline timer and falls back from a warm connection that fails
+ * to a fresh one.  One parameterised query reads the original's Prisma
+ * tables (DESIGN §4): "users" by "phone", the five newest
+ * "conversation_summaries", the active "user_health_conditions" and
+ * "user_medications"; lists come back as JSON so no array literal is
+ * parsed here.  Owns struct pl_load, the statement (pl_sql, pl_stmt)
+ * and turning its one row into a struct profile.
  */
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,8 +24,8 @@
 
 #include "log.h"
 #include "util.h"
-#include "pgurl.h"
 #include "profile.h"
+#include "pgconn.h"
 
 #define PL_ID_MAX	256	/* bytes; a longer id is refused, not cut */
 #define PL_FIELD_MAX	1024	/* bytes; names, items: cut on UTF-8 */
@@ -32,8 +34,8 @@
 
 enum pl_state {
 	PLS_CONNECT,		/* PQconnectPoll() */
-	PLS_FLUSH,		/* query sent, PQflush() pending */
-	PLS_READ		/* waiting for the result */
+	PLS_SEND,		/* warm: the query goes out from the loop */
+	PLS_QUERY		/* sent: PQflush(), then the results */
 };
 
 /* Columns of pl_sql, in order. */
@@ -44,41 +46,45 @@ enum pl_col {
 };
 
 struct pl_load {
-	struct event_base	*pl_base;
-	PGconn			*pl_conn;
-	struct event		*pl_io;		/* one-shot, on pl_fd */
-	int			 pl_fd;
-	short			 pl_what;
+	struct pg_sock		 pl_sock;	/* ps_io is one-shot */
+	struct profile_conn	*pl_pc;		/* lender, or NULL */
+	int			 pl_warm;	/* may fall back */
 	struct event		*pl_timer;	/* the whole load */
 	enum pl_state		 pl_state;
 	const char		*pl_early;	/* failed at once */
 	PGresult		*pl_res;	/* the first result */
+	int			 pl_flushing;
+	int			 pl_named;	/* sent pl_stmt */
+	int			 pl_idle;	/* every result read */
 	char			*pl_phone;
+	char			*pl_url;	/* warm: the fallback's */
 	profile_cb		 pl_cb;
 	void			*pl_arg;
 	long			 pl_timeout_ms;
 	uint64_t		 pl_t0;
 };
 
-static char	*pl_options(const char *, long, const char *);
-static int	 pl_connect_start(struct pl_load *, const char *);
-static void	 pl_connect_params(struct pl_load *, const char *,
-		    const char *, int);
-static int	 pl_watch(struct pl_load *, short);
+static struct pl_load *pl_new(struct event_base *, const char *, long,
+		    profile_cb, void *);
+static int	 pl_start_fresh(struct pl_load *, const char *);
+static void	 pl_start_warm(struct pl_load *, struct profile_conn *,
+		    PGconn *);
+static void	 pl_notice(void *, const char *);
+static void	 pl_orphan(void *);
 static void	 pl_io_cb(evutil_socket_t, short, void *);
 static void	 pl_timer_cb(evutil_socket_t, short, void *);
 static void	 pl_connect_poll(struct pl_load *);
 static void	 pl_send(struct pl_load *);
-static void	 pl_flush(struct pl_load *, short);
-static void	 pl_read(struct pl_load *);
+static void	 pl_query(struct pl_load *, short);
 static void	 pl_done(struct pl_load *);
+static void	 pl_unnamed_retry(struct pl_load *);
+static void	 pl_fallback(struct pl_load *, const char *);
 static enum profile_status pl_result(struct pl_load *, struct profile **,
 		    const char **);
 static void	 pl_fail(struct pl_load *, const char *);
 static void	 pl_deliver(struct pl_load *, enum profile_status,
 		    struct profile *, const char *);
 static void	 pl_free(struct pl_load *);
-static void	 pl_detail(PGconn *, const char *, char *, size_t);
 static struct profile *pl_row(const PGresult *);
 static int	 pl_row_lists(struct profile *, const PGresult *);
 static int	 pl_col(const PGresult *, int, size_t, int, char **);
@@ -125,49 +131,57 @@ static const char pl_sql[] =
     "   ORDER BY m.\"name\" LIMIT 32) t)"
     " FROM \"users\" u WHERE u.\"phone\" = $1 LIMIT 2";
 
+/*
+ * What a warm connection prepares.  st_unnamed is set for the rest of
+ * the process once a server (a pooler in transaction mode, which runs
+ * each transaction on any backend) lost it: from then on every load
+ * sends the unnamed statement, one round trip still.
+ */
+static struct pg_stmt pl_stmt = { "naiber_profile", pl_sql, 0 };
 
 int
 profile_load(struct event_base *base, const char *url, const char *phone,
     long timeout_ms, profile_cb cb, void *arg)
 {
+	return profile_load_on(NULL, base, url, phone, timeout_ms, cb, arg);
+}
+
+int
+profile_load_on(struct profile_conn *pc, struct event_base *base,
+    const char *url, const char *phone, long timeout_ms, profile_cb cb,
+    void *arg)
+{
 	struct pl_load	*pl;
-	struct timeval	 tv;
+	PGconn		*conn;
 
 	if (base == NULL || url == NULL || phone == NULL || *phone == '\0' ||
-	    timeout_ms <= 0 || cb == NULL) {
+	    timeout_ms <= 0 || cb == NULL ||
+	    (pc != NULL && pc_base(pc) != base)) {
 		log_warnx("profile: bad arguments");
 		return -1;
 	}
-	if ((pl = calloc(1, sizeof(*pl))) == NULL ||
-	    (pl->pl_phone = strdup(phone)) == NULL ||
-	    (pl->pl_timer = evtimer_new(base, pl_timer_cb, pl)) == NULL) {
+	if ((pl = pl_new(base, phone, timeout_ms, cb, arg)) == NULL)
+		return -1;
+	if (pc != NULL && (pl->pl_url = strdup(url)) == NULL) {
 		log_warnx("profile: out of memory");
-		goto fail;
+		pl_free(pl);
+		return -1;
 	}
-	pl->pl_base = base;
-	pl->pl_fd = -1;
-	pl->pl_cb = cb;
-	pl->pl_arg = arg;
-	pl->pl_timeout_ms = timeout_ms;
-	pl->pl_t0 = now_mono_ns();
-	if (pl_connect_start(pl, url) == -1)
-		goto fail;
-	tv.tv_sec = timeout_ms / 1000;
-	tv.tv_usec = (timeout_ms % 1000) * 1000;
-	if (evtimer_add(pl->pl_timer, &tv) == -1) {
-		log_warnx("profile: cannot arm the timer");
-		goto fail;
+	if (pc != NULL && (conn = pc_take(pc, pl_orphan, pl)) != NULL)
+		pl_start_warm(pl, pc, conn);
+	else if (pl_start_fresh(pl, url) == -1) {
+		pl_free(pl);
+		return -1;
 	}
-	/* libpq: begin as if PQconnectPoll() had said WRITING. */
-	if (pl->pl_early == NULL && pl_watch(pl, EV_WRITE) == -1)
-		pl->pl_early = "connect failed";
-	/* Never call back from inside profile_load(). */
-	if (pl->pl_early != NULL)
-		event_active(pl->pl_timer, EV_TIMEOUT, 1);
 	return 0;
-fail:
-	pl_free(pl);
-	return -1;
+}
+
+/* The warm connection is pgconn.c's; the statement is ours. */
+struct profile_conn *
+profile_conn_open(struct event_base *base, const char *url, long timeout_ms,
+    void (*ready_cb)(int, const char *, void *), void *arg)
+{
+	return pc_open(base, url, timeout_ms, &pl_stmt, ready_cb, arg);
 }
 
 void
@@ -200,133 +214,95 @@ profile_free(struct profile *p)
 	free(p);
 }
 
-/* theirs (the URL's own options, may be NULL) plus ours; NULL if no memory. */
-static char *
-pl_options(const char *theirs, long timeout_ms, const char *schema)
-{
-	char	*s;
-	int	 n;
+/* --- one load --------------------------------------------------------- */
 
-	if (*schema != '\0')
-		n = asprintf(&s, "%s%s-c statement_timeout=%ld -c TimeZone=UTC"
-		    " -c search_path=\"%s\"", theirs ? theirs : "",
-		    theirs && *theirs ? " " : "", timeout_ms, schema);
-	else
-		n = asprintf(&s, "%s%s-c statement_timeout=%ld -c TimeZone=UTC",
-		    theirs ? theirs : "", theirs && *theirs ? " " : "",
-		    timeout_ms);
-	return n == -1 ? NULL : s;
+/* A load with its timer armed and no connection yet; NULL logged. */
+static struct pl_load *
+pl_new(struct event_base *base, const char *phone, long timeout_ms,
+    profile_cb cb, void *arg)
+{
+	struct pl_load	*pl;
+	struct timeval	 tv;
+
+	if ((pl = calloc(1, sizeof(*pl))) == NULL ||
+	    (pl->pl_phone = strdup(phone)) == NULL ||
+	    (pl->pl_timer = evtimer_new(base, pl_timer_cb, pl)) == NULL) {
+		log_warnx("profile: out of memory");
+		pl_free(pl);
+		return NULL;
+	}
+	pl->pl_sock.ps_base = base;
+	pl->pl_sock.ps_fd = -1;
+	pl->pl_sock.ps_cb = pl_io_cb;
+	pl->pl_sock.ps_arg = pl;
+	pl->pl_cb = cb;
+	pl->pl_arg = arg;
+	pl->pl_timeout_ms = timeout_ms;
+	pl->pl_t0 = now_mono_ns();
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	if (evtimer_add(pl->pl_timer, &tv) == -1) {
+		log_warnx("profile: cannot arm the timer");
+		pl_free(pl);
+		return NULL;
+	}
+	return pl;
 }
 
 /*
- * XXX libpq resolves host names with a blocking getaddrinfo() (inside
- * PQconnectStartParams() and PQconnectPoll()); use an address or a name
- * in /etc/hosts.  Doing better needs an evdns base and hostaddr=.
- * 0 if pl_conn exists (pl_early set if it already failed), -1 if not.
+ * A connection of its own, for a new load or a warm one's fallback.
+ * Never calls back from here: a failure now is reported from the loop.
+ * -1 (logged) if there is no PGconn at all.
  */
 static int
-pl_connect_start(struct pl_load *pl, const char *url)
+pl_start_fresh(struct pl_load *pl, const char *url)
 {
-	PQconninfoOption	*ci, *o;
-	char			*clean, *opts = NULL, *emsg = NULL;
-	char			 schema[64];
-	const char		*theirs = NULL;
-	int			 gss = getenv("PGGSSENCMODE") != NULL;
+	int	bad = 0;
 
-	if ((clean = pgurl_clean(url, schema, sizeof(schema))) == NULL) {
-		log_warnx("profile: out of memory");
+	pl->pl_state = PLS_CONNECT;
+	pl->pl_sock.ps_conn = pgconn_connect(url, pl->pl_timeout_ms, &bad);
+	if (pl->pl_sock.ps_conn == NULL)
 		return -1;
-	}
-	/* Its message may quote the password: never logged. */
-	if ((ci = PQconninfoParse(clean, &emsg)) == NULL) {
-		log_warnx("profile: DATABASE_URL cannot be parsed");
-		PQfreemem(emsg);
-		explicit_bzero(clean, strlen(clean));
-		free(clean);
-		return -1;
-	}
-	for (o = ci; o->keyword != NULL; o++) {
-		if (strcmp(o->keyword, "options") == 0)
-			theirs = o->val;
-		if (strcmp(o->keyword, "gssencmode") == 0 && o->val != NULL)
-			gss = 1;
-	}
-	if ((opts = pl_options(theirs, pl->pl_timeout_ms, schema)) != NULL)
-		pl_connect_params(pl, clean, opts, gss);
-	else
-		log_warnx("profile: out of memory");
-	for (o = ci; o->keyword != NULL; o++)
-		if (o->val != NULL)
-			explicit_bzero(o->val, strlen(o->val));
-	PQconninfoFree(ci);
-	explicit_bzero(clean, strlen(clean));
-	free(clean);
-	free(opts);
-	return pl->pl_conn == NULL ? -1 : 0;
-}
-
-/*
- * DATABASE_URL first, expanded, so the keywords after it override it.
- * Unless the URL or PGGSSENCMODE says otherwise (gss set), GSSAPI
- * encryption is not tried: with libpq's default "prefer" every worker
- * would ask Kerberos for credentials first (krb5 configuration, ccache
- * lookups, ~80 KiB of private memory per call) for a server that in
- * practice never offers it.
- */
-static void
-pl_connect_params(struct pl_load *pl, const char *url, const char *opts,
-    int gss)
-{
-	const char	*keys[7], *vals[7];
-	int		 n = 5;
-	char		 ct[24], why[256];
-
-	/* Ignored by PQconnectPoll(): pl_timer is the real bound. */
-	snprintf(ct, sizeof(ct), "%ld", pl->pl_timeout_ms < 2000 ? 2 :
-	    (pl->pl_timeout_ms + 999) / 1000);
-	keys[0] = "dbname";		vals[0] = url;
-	keys[1] = "connect_timeout";	vals[1] = ct;
-	keys[2] = "options";		vals[2] = opts;
-	keys[3] = "application_name";	vals[3] = "naiberd";
-	keys[4] = "client_encoding";	vals[4] = "UTF8";
-	if (!gss) {
-		keys[n] = "gssencmode";	vals[n++] = "disable";
-	}
-	keys[n] = NULL;			vals[n] = NULL;
-	if ((pl->pl_conn = PQconnectStartParams(keys, vals, 1)) == NULL) {
-		log_warnx("profile: out of memory");
-		return;
-	}
-	if (PQstatus(pl->pl_conn) == CONNECTION_BAD) {
-		pl_detail(pl->pl_conn, NULL, why, sizeof(why));
-		log_warnx("profile: connect failed: %s", why);
+	PQsetNoticeProcessor(pl->pl_sock.ps_conn, pl_notice, pl);
+	/* libpq: begin as if PQconnectPoll() had said WRITING. */
+	if (bad || ps_watch(&pl->pl_sock, EV_WRITE) == -1) {
 		pl->pl_early = "connect failed";
+		event_active(pl->pl_timer, EV_TIMEOUT, 1);
 	}
+	return 0;
 }
 
-/*
- * Waits once for what on libpq's current socket.  libpq may close and
- * open sockets while connecting (next address, SSL retry), so the event
- * is rebuilt when the fd changes; it is never pending while libpq runs
- * (one-shot, deleted before any PQfinish), so a reused fd number is safe.
- */
-static int
-pl_watch(struct pl_load *pl, short what)
+/* The query goes out when the socket is writable: from the loop. */
+static void
+pl_start_warm(struct pl_load *pl, struct profile_conn *pc, PGconn *conn)
 {
-	int	fd;
+	pl->pl_pc = pc;
+	pl->pl_warm = 1;
+	pl->pl_sock.ps_conn = conn;
+	pl->pl_state = PLS_SEND;
+	if (ps_watch(&pl->pl_sock, EV_WRITE) == -1)
+		pl_fallback(pl, "cannot watch it");
+}
 
-	if ((fd = PQsocket(pl->pl_conn)) < 0)
-		return -1;
-	if (pl->pl_io == NULL || fd != pl->pl_fd || what != pl->pl_what) {
-		if (pl->pl_io != NULL)
-			event_free(pl->pl_io);
-		pl->pl_io = event_new(pl->pl_base, fd, what, pl_io_cb, pl);
-		if (pl->pl_io == NULL)
-			return -1;
-		pl->pl_fd = fd;
-		pl->pl_what = what;
-	}
-	return event_add(pl->pl_io, NULL);
+/* libpq would print notices on stderr: one debug line instead. */
+static void
+pl_notice(void *arg, const char *msg)
+{
+	struct pl_load	*pl = arg;
+	char		 why[256];
+
+	pgconn_detail(pl->pl_sock.ps_conn, msg, why, sizeof(why));
+	log_debug("profile: server notice: %s", why);
+}
+
+/* The lender was closed under this load: the PGconn is pl's now. */
+static void
+pl_orphan(void *arg)
+{
+	struct pl_load	*pl = arg;
+
+	pl->pl_pc = NULL;
+	PQsetNoticeProcessor(pl->pl_sock.ps_conn, pl_notice, pl);
 }
 
 static void
@@ -339,11 +315,11 @@ pl_io_cb(evutil_socket_t fd, short what, void *arg)
 	case PLS_CONNECT:
 		pl_connect_poll(pl);
 		break;
-	case PLS_FLUSH:
-		pl_flush(pl, what);
+	case PLS_SEND:
+		pl_send(pl);
 		break;
-	case PLS_READ:
-		pl_read(pl);
+	case PLS_QUERY:
+		pl_query(pl, what);
 		break;
 	}
 }
@@ -369,7 +345,7 @@ pl_connect_poll(struct pl_load *pl)
 {
 	short	what;
 
-	switch (PQconnectPoll(pl->pl_conn)) {
+	switch (PQconnectPoll(pl->pl_sock.ps_conn)) {
 	case PGRES_POLLING_READING:
 		what = EV_READ;
 		break;
@@ -383,71 +359,49 @@ pl_connect_poll(struct pl_load *pl)
 		pl_fail(pl, "connect failed");
 		return;
 	}
-	if (pl_watch(pl, what) == -1)
+	if (ps_watch(&pl->pl_sock, what) == -1)
 		pl_fail(pl, "connect failed");
 }
 
+/* pl_stmt on a warm connection unless the server lost one before. */
 static void
 pl_send(struct pl_load *pl)
 {
+	PGconn		*conn = pl->pl_sock.ps_conn;
 	const char	*params[1];
+	int		 ok;
 
 	params[0] = pl->pl_phone;
-	if (PQsetnonblocking(pl->pl_conn, 1) == -1 ||
-	    !PQsendQueryParams(pl->pl_conn, pl_sql, 1, NULL, params, NULL,
-	    NULL, 0)) {
+	pl->pl_named = pl->pl_warm && !pl_stmt.st_unnamed;
+	if (PQsetnonblocking(conn, 1) == -1)
+		ok = 0;
+	else if (pl->pl_named)
+		ok = PQsendQueryPrepared(conn, pl_stmt.st_name, 1, params,
+		    NULL, NULL, 0);
+	else
+		ok = PQsendQueryParams(conn, pl_sql, 1, NULL, params, NULL,
+		    NULL, 0);
+	if (!ok) {
 		pl_fail(pl, "query failed");
 		return;
 	}
-	pl->pl_state = PLS_FLUSH;
-	pl_flush(pl, 0);
+	pl->pl_state = PLS_QUERY;
+	pl->pl_flushing = 1;
+	pl_query(pl, 0);
 }
 
-/* libpq: while PQflush() says 1, wait for either; on read, consume. */
 static void
-pl_flush(struct pl_load *pl, short what)
+pl_query(struct pl_load *pl, short what)
 {
-	int	r;
-
-	if ((what & EV_READ) && !PQconsumeInput(pl->pl_conn)) {
+	switch (ps_pump(&pl->pl_sock, what, &pl->pl_flushing, &pl->pl_res)) {
+	case -1:
 		pl_fail(pl, "query failed");
-		return;
+		break;
+	case 1:
+		pl->pl_idle = 1;
+		pl_done(pl);
+		break;
 	}
-	if ((r = PQflush(pl->pl_conn)) == -1) {
-		pl_fail(pl, "query failed");
-		return;
-	}
-	if (r == 1) {
-		if (pl_watch(pl, EV_READ | EV_WRITE) == -1)
-			pl_fail(pl, "query failed");
-		return;
-	}
-	pl->pl_state = PLS_READ;
-	pl_read(pl);
-}
-
-/* Keeps the first result, drains the rest until PQgetResult() says NULL. */
-static void
-pl_read(struct pl_load *pl)
-{
-	PGresult	*res;
-
-	if (!PQconsumeInput(pl->pl_conn)) {
-		pl_fail(pl, "query failed");
-		return;
-	}
-	while (!PQisBusy(pl->pl_conn)) {
-		if ((res = PQgetResult(pl->pl_conn)) == NULL) {
-			pl_done(pl);
-			return;
-		}
-		if (pl->pl_res == NULL)
-			pl->pl_res = res;
-		else
-			PQclear(res);
-	}
-	if (pl_watch(pl, EV_READ) == -1)
-		pl_fail(pl, "query failed");
 }
 
 static void
@@ -455,14 +409,68 @@ pl_done(struct pl_load *pl)
 {
 	struct profile		*p = NULL;
 	const char		*why = NULL;
+	char			 detail[256];
 	enum profile_status	 st;
 
+	if (pl->pl_warm && pgconn_gone(pl->pl_sock.ps_conn, pl->pl_res)) {
+		pgconn_detail(pl->pl_sock.ps_conn, pl->pl_res != NULL ?
+		    PQresultErrorMessage(pl->pl_res) : NULL, detail,
+		    sizeof(detail));
+		pl_fallback(pl, detail);
+		return;
+	}
+	/* 26000: no such prepared statement, here (pooler) or anywhere. */
+	if (pl->pl_named && pgconn_is(pl->pl_res, "26000")) {
+		pl_unnamed_retry(pl);
+		return;
+	}
 	st = pl_result(pl, &p, &why);
 	if (st == PROFILE_OK)
-		log_debug("profile: loaded %s in %llu ms", p->p_id,
+		log_debug("profile: loaded %s in %llu ms%s", p->p_id,
 		    (unsigned long long)((now_mono_ns() - pl->pl_t0) /
-		    1000000));
+		    1000000), pl->pl_warm ? " (warm)" : "");
 	pl_deliver(pl, st, p, why);
+}
+
+/* Same load, same connection, same deadline, the unnamed statement. */
+static void
+pl_unnamed_retry(struct pl_load *pl)
+{
+	if (!pl_stmt.st_unnamed)
+		log_info("profile: the server does not keep prepared"
+		    " statements (a pooler in transaction mode?): using"
+		    " unnamed ones");
+	pl_stmt.st_unnamed = 1;
+	PQclear(pl->pl_res);
+	pl->pl_res = NULL;
+	pl->pl_idle = 0;
+	pl_send(pl);
+}
+
+/*
+ * The warm connection failed under this load: the load goes on with a
+ * fresh one under the same deadline.  The warm one is dropped, not
+ * replaced: profile_conn_check() does that, so a worker never holds two.
+ */
+static void
+pl_fallback(struct pl_load *pl, const char *why)
+{
+	struct profile_conn	*pc = pl->pl_pc;
+
+	log_info("profile: the warm connection failed (%s): using a fresh"
+	    " one", why);
+	PQclear(pl->pl_res);
+	pl->pl_res = NULL;
+	pl->pl_warm = 0;
+	pl->pl_pc = NULL;
+	ps_release(&pl->pl_sock, pc == NULL);
+	if (pc != NULL)
+		pc_give_back(pc, 0);
+	/* From the loop: this may run inside profile_load_on(). */
+	if (pl_start_fresh(pl, pl->pl_url) == -1) {
+		pl->pl_early = "connect failed";
+		event_active(pl->pl_timer, EV_TIMEOUT, 1);
+	}
 }
 
 static enum profile_status
@@ -502,24 +510,43 @@ pl_result(struct pl_load *pl, struct profile **pp, const char **why)
 	return PROFILE_OK;
 }
 
+/* libpq failed: a warm connection falls back, a fresh one reports. */
 static void
 pl_fail(struct pl_load *pl, const char *reason)
 {
 	char	why[256];
 
-	pl_detail(pl->pl_conn, NULL, why, sizeof(why));
-	log_warnx("profile: %s: %s", reason, why);
+	pgconn_detail(pl->pl_sock.ps_conn, NULL, why, sizeof(why));
+	if (pl->pl_warm) {
+		pl_fallback(pl, why);
+		return;
+	}
+	log_warnx("profile: %s: %s%s", reason, why, pgconn_hint(why));
 	pl_deliver(pl, PROFILE_ERROR, NULL, reason);
 }
 
-/* The one way out: events off, callback, then PQfinish and free. */
+/*
+ * The one way out: events off, a lent connection given back (reusable
+ * only if every result was read), callback, then free.
+ */
 static void
 pl_deliver(struct pl_load *pl, enum profile_status st, struct profile *p,
     const char *why)
 {
-	if (pl->pl_io != NULL)
-		event_del(pl->pl_io);
+	struct profile_conn	*pc = pl->pl_pc;
+	PGconn			*conn = pl->pl_sock.ps_conn;
+	int			 idle;
+
+	if (pl->pl_sock.ps_io != NULL)
+		event_del(pl->pl_sock.ps_io);
 	event_del(pl->pl_timer);
+	if (pc != NULL) {
+		idle = pl->pl_idle && PQstatus(conn) == CONNECTION_OK &&
+		    PQtransactionStatus(conn) == PQTRANS_IDLE;
+		pl->pl_pc = NULL;
+		ps_release(&pl->pl_sock, 0);
+		pc_give_back(pc, idle);
+	}
 	pl->pl_cb(st, st == PROFILE_OK ? p : NULL,
 	    st == PROFILE_OK ? NULL : why, pl->pl_arg);
 	if (st != PROFILE_OK)
@@ -532,48 +559,25 @@ pl_free(struct pl_load *pl)
 {
 	if (pl == NULL)
 		return;
-	if (pl->pl_io != NULL)
-		event_free(pl->pl_io);
+	if (pl->pl_pc != NULL) {
+		ps_release(&pl->pl_sock, 0);
+		pc_give_back(pl->pl_pc, 0);
+	}
+	ps_release(&pl->pl_sock, 1);
 	if (pl->pl_timer != NULL)
 		event_free(pl->pl_timer);
 	if (pl->pl_res != NULL)
 		PQclear(pl->pl_res);
-	if (pl->pl_conn != NULL)
-		PQfinish(pl->pl_conn);
+	if (pl->pl_url != NULL) {
+		explicit_bzero(pl->pl_url, strlen(pl->pl_url));
+		free(pl->pl_url);
+	}
 	free(pl->pl_phone);
 	free(pl);
 }
 
-/*
- * libpq's message on one line, bounded; withheld if it would show the
- * password (a server or libpq quoting it back).
- */
-static void
-pl_detail(PGconn *conn, const char *msg, char *out, size_t outsz)
-{
-	const char	*pw;
-	size_t		 i, j;
 
-	if (msg == NULL)
-		msg = conn != NULL ? PQerrorMessage(conn) : "";
-	pw = conn != NULL ? PQpass(conn) : NULL;
-	if (pw != NULL && *pw != '\0' && strstr(msg, pw) != NULL) {
-		strlcpy_n(out, "(details withheld)", outsz);
-		return;
-	}
-	for (i = j = 0; msg[i] != '\0' && j + 1 < outsz; i++) {
-		if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f) {
-			if (j > 0 && out[j - 1] != ' ')
-				out[j++] = ' ';
-		} else
-			out[j++] = msg[i];
-	}
-	while (j > 0 && out[j - 1] == ' ')
-		j--;
-	out[j] = '\0';
-	if (j == 0)
-		strlcpy_n(out, "no detail", outsz);
-}
+/* --- the row ---------------------------------------------------------- */
 
 /* The one row as a profile; NULL (logged) if it does not fit. */
 static struct profile *

@@ -1,8 +1,17 @@
 /*
- * worker.c - a worker process: the scrub after fork, the channel from
- * the supervisor (HANDOFF, PREPARE, DRAIN), signals, and the exit.  One
- * worker serves one call and exits 0; it exits 2 if it cannot start.
- * Reports ACCEPTED, CALL_INFO and DONE on its channel.
+ * worker.c - a worker process: the scrub after fork, the warm-up, the
+ * channel from the supervisor (HANDOFF, PREPARE, DRAIN), signals, and
+ * the exit.  One worker serves one call and exits 0; it exits 2 if it
+ * cannot start.  Reports READY, ACCEPTED, CALL_INFO and DONE on its
+ * channel.
+ *
+ * The warm-up does, before any call, everything that does not depend on
+ * one: Redis connected and authenticated, PostgreSQL connected with the
+ * profile statement prepared, the HTTP client and the resolver made, the
+ * call thread's stack and arena touched.  READY follows when all of it
+ * is done or WARM_MAX_MS passed (what failed is retried by its owner:
+ * Redis reconnects, a load without the warm connection opens its own).
+ * A HANDOFF that arrives first is served at once with what is there.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -19,6 +29,7 @@
 
 #include "evcurl.h"
 #include "log.h"
+#include "profile.h"
 #include "redis.h"
 #include "tls.h"
 #include "util.h"
@@ -26,6 +37,10 @@
 
 #define WK_CHAN_FD	3
 #define WK_MMAP_THRESHOLD	(128 * 1024)	/* glibc's initial value */
+#define WARM_MAX_MS		3000	/* READY even if not all is up */
+#define WARM_CHECK_SECS		30	/* idle PostgreSQL health check */
+#define WARM_STACK		(32 * 1024)	/* stack a call uses, touched */
+#define WARM_HEAP		(96 * 1024)	/* arena a call uses, touched */
 
 struct wk wk = { .wk_chan = -1 };
 
@@ -35,6 +50,18 @@ static void	*worker_loop(void *);
 static void	worker_chan(int, short, void *);
 static void	worker_signal(int, short, void *);
 static void	worker_handoff(struct chan_msg *);
+static void	worker_warm_start(void);
+static void	worker_warm_touch(void) __attribute__((noinline));
+static void	worker_warm_redis(int, void *);
+static void	worker_warm_db(int, const char *, void *);
+static void	worker_warm_check(int, short, void *);
+static void	worker_warm_late(int, short, void *);
+static void	worker_warm_done(unsigned, int);
+
+static uint64_t		 wk_t_start;
+static unsigned		 wk_warm;	/* READY_* done so far */
+static int		 wk_ready_sent;
+static struct event	*wk_ev_warm;	/* deadline, then health checks */
 
 /*
  * Turn the supervisor's copy into a worker: default signal handlers,
@@ -66,6 +93,7 @@ worker_after_fork(int chan)
 	    fcntl(WK_CHAN_FD, F_SETFL, O_NONBLOCK) == -1)
 		_exit(2);
 	log_setproc("worker");
+	(void)prctl(PR_SET_NAME, "naiberd-worker");
 	/*
 	 * The supervisor's 16 KiB mmap threshold is for its own heap; here
 	 * a large agent audio message must not cost an mmap and munmap.
@@ -139,6 +167,7 @@ worker_main(int chan, struct config *cf)
 	sigset_t	 set;
 	int		 sfd;
 
+	wk_t_start = now_mono_ns();
 	worker_after_fork(chan);
 	/*
 	 * SIGTERM comes through a signalfd, not evsignal: libevent's signal
@@ -176,6 +205,7 @@ worker_loop(void *arg)
 	if (ev_chan == NULL || ev_term == NULL ||
 	    event_add(ev_chan, NULL) == -1 || event_add(ev_term, NULL) == -1)
 		_exit(2);
+	worker_warm_start();
 	event_base_dispatch(wk.wk_base);
 	_exit(0);
 }
@@ -262,12 +292,18 @@ worker_handoff(struct chan_msg *m)
 	if (chan_send_accepted(wk.wk_chan, wk.wk_ref, now - ho->ho_t_accept_ns,
 	    now - ho->ho_t_send_ns) == -1)
 		log_warn("ACCEPTED");
-	/* Connect now: the handshake and start take about as long. */
-	wk.wk_rds = rds_new(wk.wk_base, wk.wk_cf->redis_url, 2000);
-	wk.wk_ec = worker_evcurl();
-	wk.wk_dns = evdns_base_new(wk.wk_base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	/* Made by the warm-up; only what it could not make is tried again. */
+	if (wk.wk_rds == NULL)
+		wk.wk_rds = rds_new(wk.wk_base, wk.wk_cf->redis_url, 2000);
+	if (wk.wk_ec == NULL)
+		wk.wk_ec = worker_evcurl();
+	if (wk.wk_dns == NULL)
+		wk.wk_dns = evdns_base_new(wk.wk_base,
+		    EVDNS_BASE_INITIALIZE_NAMESERVERS);
 	if (wk.wk_ec == NULL || wk.wk_dns == NULL)
 		log_warnx("worker: HTTP client or resolver unavailable");
+	if (wk_ev_warm != NULL)
+		evtimer_del(wk_ev_warm);	/* no health checks in a call */
 	wk.wk_call = call_new(m->cm_fd, ho, chan_handoff_head(m),
 	    ho->ho_headlen);
 	if (wk.wk_call == NULL) {
@@ -277,6 +313,113 @@ worker_handoff(struct chan_msg *m)
 		close(m->cm_fd);
 		worker_finish(&d);
 	}
+}
+
+/* --- warm-up -------------------------------------------------------- */
+
+static void
+worker_warm_start(void)
+{
+	struct timeval	tv = { WARM_MAX_MS / 1000, (WARM_MAX_MS % 1000) * 1000 };
+
+	worker_warm_touch();
+	wk_ev_warm = evtimer_new(wk.wk_base, worker_warm_late, NULL);
+	if ((wk.wk_rds = rds_new(wk.wk_base, wk.wk_cf->redis_url, 2000))
+	    != NULL)
+		rds_on_state(wk.wk_rds, worker_warm_redis, NULL);
+	wk.wk_ec = worker_evcurl();
+	wk.wk_dns = evdns_base_new(wk.wk_base,
+	    EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	if (wk.wk_ec != NULL && wk.wk_dns != NULL)
+		wk_warm |= READY_HTTP;
+	wk.wk_pg = profile_conn_open(wk.wk_base, wk.wk_cf->database_url,
+	    wk.wk_cf->database_timeout, worker_warm_db, NULL);
+	if (wk_ev_warm != NULL)
+		evtimer_add(wk_ev_warm, &tv);
+	worker_warm_done(0, 0);
+}
+
+/*
+ * Fault in now the stack and the arena pages every call writes, so the
+ * first frames of a call do not pay for them.  The heap block is freed
+ * back to this thread's arena, which keeps it (below the trim
+ * threshold) for the call's own allocations.
+ */
+static void
+worker_warm_touch(void)
+{
+	volatile char	 stack[WARM_STACK];
+	char		*p;
+
+	memset((char *)stack, 0, sizeof(stack));
+	if ((p = malloc(WARM_HEAP)) != NULL) {
+		memset(p, 0, WARM_HEAP);
+		free(p);
+	}
+}
+
+static void
+worker_warm_redis(int up, void *arg)
+{
+	(void)arg;
+	if (up)
+		worker_warm_done(READY_REDIS, 0);
+}
+
+static void
+worker_warm_db(int ok, const char *err, void *arg)
+{
+	(void)arg;
+	if (ok)
+		worker_warm_done(READY_DATABASE, 0);
+	else
+		log_debug("warm-up: PostgreSQL not ready: %s", err);
+}
+
+/* READY once all of it is there, or when forced by the deadline. */
+static void
+worker_warm_done(unsigned what, int force)
+{
+	struct msg_ready	rd;
+	struct timeval		tv = { WARM_CHECK_SECS, 0 };
+
+	wk_warm |= what;
+	if (wk_ready_sent || wk.wk_call != NULL || wk.wk_preparing ||
+	    (!force && wk_warm != (READY_REDIS | READY_DATABASE | READY_HTTP)))
+		return;
+	wk_ready_sent = 1;
+	memset(&rd, 0, sizeof(rd));
+	rd.rd_pid = (int32_t)getpid();
+	rd.rd_flags = wk_warm & (READY_REDIS | READY_DATABASE | READY_HTTP);
+	rd.rd_warm_ns = now_mono_ns() - wk_t_start;
+	if (chan_send_ready(wk.wk_chan, wk.wk_ref, &rd) == -1)
+		log_warn("READY");
+	if (wk_ev_warm != NULL) {
+		event_free(wk_ev_warm);
+		wk_ev_warm = event_new(wk.wk_base, -1, EV_PERSIST,
+		    worker_warm_check, NULL);
+		if (wk_ev_warm != NULL)
+			event_add(wk_ev_warm, &tv);
+	}
+}
+
+static void
+worker_warm_late(int fd, short ev, void *arg)
+{
+	(void)fd, (void)ev, (void)arg;
+	log_debug("warm-up: not all up within %d ms (Redis %s, PostgreSQL "
+	    "%s): ready anyway", WARM_MAX_MS, wk_warm & READY_REDIS ? "up" :
+	    "down", wk_warm & READY_DATABASE ? "up" : "down");
+	worker_warm_done(0, 1);
+}
+
+/* An idle worker's PostgreSQL connection, re-made if it was dropped. */
+static void
+worker_warm_check(int fd, short ev, void *arg)
+{
+	(void)fd, (void)ev, (void)arg;
+	if (wk.wk_call == NULL && !wk.wk_preparing && wk.wk_pg != NULL)
+		profile_conn_check(wk.wk_pg);
 }
 
 /*
@@ -306,5 +449,6 @@ worker_finish(const struct msg_done *d)
 {
 	if (chan_send_done(wk.wk_chan, wk.wk_ref, d) == -1)
 		log_warn("DONE");
+	profile_conn_close(wk.wk_pg);	/* a pooler sees a clean goodbye */
 	_exit(0);
 }

@@ -16,6 +16,7 @@
 
 struct ws;
 struct call;
+struct profile_conn;
 
 /* worker.c */
 struct wk {
@@ -29,6 +30,7 @@ struct wk {
 	struct rds		*wk_rds;
 	struct evcurl		*wk_ec;
 	struct evdns_base	*wk_dns;
+	struct profile_conn	*wk_pg;		/* warm PostgreSQL */
 };
 
 extern struct wk wk;
@@ -52,6 +54,8 @@ struct ws	*ws_client_new(struct event_base *, struct evdns_base *,
 		    const char *, size_t, const struct ws_cb *, void *,
 		    char *, size_t);
 int		 ws_ping(struct ws *);
+void		 ws_set_lazy(struct ws *, int);
+void		 ws_poll(struct ws *);
 int		 ws_send_text(struct ws *, const char *, size_t);
 void		 ws_close(struct ws *, uint16_t, const char *);
 int		 ws_done(const struct ws *);
@@ -159,6 +163,8 @@ enum el_state {
 int	eleven_start(struct call *);
 int	eleven_send_init(struct call *);
 void	eleven_close(struct call *, uint16_t);
+void	eleven_poll(struct call *);
+void	eleven_poll_stop(struct call *);
 int	eleven_send_audio(struct call *, const char *, size_t);
 
 /* prepare.c - prompt variables, system prompt, first message, PREPARE */
@@ -219,6 +225,7 @@ struct call {
 	enum el_state	 c_el_state;
 	struct ws	*c_el;
 	struct event	*c_t_el;	/* setup deadline, then keepalive */
+	struct event	*c_t_poll;	/* agent read when the caller is quiet */
 	char		 c_conv_id[128];
 	int		 c_el_close_code;
 	char		 c_el_error[200];

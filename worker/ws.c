@@ -60,6 +60,7 @@ struct ws {
 	int			 ws_done_told;	/* on_done reported */
 	int			 ws_close_queued;
 	int			 ws_eof;
+	int			 ws_lazy;	/* read only when ws_poll()ed */
 	size_t			 ws_maxmsg;
 	/* client mode, until the upgrade is done */
 	struct event_base	*ws_base;
@@ -507,9 +508,14 @@ ws_read(struct ws *ws)
 			return -1;
 		if (n == 0)
 			break;
+		/*
+		 * Drained, no read just for EAGAIN: a short plain read.  Over
+		 * TLS one read is one record; with a read event another turn
+		 * comes for the rest, but a lazy reader reads to EAGAIN.
+		 */
 		if ((size_t)n < room && (ws->ws_ssl == NULL ||
-		    !SSL_has_pending(ws->ws_ssl)))
-			break;		/* drained: no read just for EAGAIN */
+		    (!SSL_has_pending(ws->ws_ssl) && !ws->ws_lazy)))
+			break;
 	}
 	return 0;
 }
@@ -567,8 +573,8 @@ ws_update(struct ws *ws)
 
 	if (ws->ws_rev == NULL)
 		return;			/* client still upgrading */
-	r = !ws->ws_eof && (wslay_event_want_read(ws->ws_ctx) ||
-	    ws->ws_wr_wants_r);
+	r = !ws->ws_eof && ((wslay_event_want_read(ws->ws_ctx) &&
+	    !ws->ws_lazy) || ws->ws_wr_wants_r);
 	w = !ws->ws_eof && (ws->ws_outlen > ws->ws_outoff ||
 	    ws->ws_rd_wants_w) && !ws->ws_wr_wants_r;
 	if (r != ws->ws_rev_on) {
@@ -585,6 +591,29 @@ ws_update(struct ws *ws)
 			event_del(ws->ws_wev);
 		ws->ws_wev_on = w;
 	}
+}
+
+/*
+ * Lazy reading: no read event of its own; the owner calls ws_poll() when
+ * it is awake anyway (and on a timer), saving a wake-up per message.
+ */
+void
+ws_set_lazy(struct ws *ws, int on)
+{
+	if (ws == NULL || ws->ws_lazy == on)
+		return;
+	ws->ws_lazy = on;
+	ws_update(ws);
+	if (!on)
+		ws_poll(ws);
+}
+
+/* Read what is there, after the callback now running, in this turn. */
+void
+ws_poll(struct ws *ws)
+{
+	if (ws != NULL && ws->ws_rev != NULL && !ws->ws_eof)
+		event_active(ws->ws_rev, EV_READ, 0);
 }
 
 int

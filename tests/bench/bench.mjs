@@ -12,12 +12,24 @@
 // each call's `call:{sid}` context (callType, phone, nonce, createdAt and
 // the firstMessage a PREPARE worker would have stored while the phone rang)
 // and `call_type:{sid}` straight into Redis, exactly as the supervisor
-// would.  Calls start at BENCH_RAMP per second; only the steady-state window
-// (BENCH_SECONDS) is measured.
+// would.  Calls start at BENCH_RAMP per second; relay latency, loss and CPU
+// are measured over the steady-state window (BENCH_SECONDS), while the
+// set-up figures (upgrade round trip, handoff, setup) cover every call of
+// the level, i.e. the ramp.
 //
-// Output: one JSON line per N and a summary JSON line on stdout, a table on
+// The floor: at each level the driver also runs relayfloor (../shared/bench/
+// floor, built into build/relayfloor by bench.mk) in `proc` mode at the same
+// N and window, just before or just after naiberd's level (the order
+// alternates from level to level): the cheapest process-per-call relay of
+// the same traffic, whose CPU per call-minute naiberd is judged against.
+// Without relayfloor the run says so and goes on without floor columns.
+// Once per run it also records the machine's syscall (relayfloor syscall)
+// and fork + _exit + waitpid (build/forkcost) costs.
+//
+// Output: one JSON line per N and a summary JSON line on stdout, tables on
 // stderr, and tests/bench/RESULTS.md (re)written with the figures, the
-// command lines, the machine and the date.
+// command lines, the machine and the date, next to results.dat and
+// results.svg (gnuplot, tests/bench/results.gp).
 //
 // Levels run in increasing N; once a level collapses (more than 1% of the
 // calls failed, or p99 above 100 ms) higher ones are skipped, and the
@@ -26,12 +38,15 @@
 // (bounded) for the machine to be quiet, and reports the background load.
 //
 // Environment (all optional):
-//   BENCH_CALLS    levels, default "1 50 200 500 900 1200"
+//   BENCH_CALLS    levels, default "1 50 200 430 500 900 1200"
 //   BENCH_SECONDS  steady-state window per level, default 60
 //   BENCH_RAMP     calls started per second, default 50
 //   BENCH_SETTLE   seconds between the last setup and the window, default 2
 //   BENCH_WORKERS  idle pool (-w), default 32 (-m is N + 64)
-//   BENCH_BUDGET   seconds for the whole run, default 840; BENCH_REFINE 2
+//   BENCH_BUDGET   seconds for the whole run, default 1380; BENCH_REFINE 2
+//   BENCH_FLOOR=0  no relayfloor runs; BENCH_FLOOR_WARMUP its warm-up (3 s)
+//   BENCH_FLOOR_PRIO  fifo / nice / none for relayfloor's generator (its
+//                  relays always run at normal priority), default as loadgen
 //   BENCH_QUICKACK=1  the fake ElevenLabs ACKs every read at once (hides a
 //                  missing TCP_NODELAY in naiberd; off by default)
 //   BENCH_DATABASE_PARAMS  query string added to DATABASE_URL (e.g.
@@ -43,7 +58,8 @@
 //   BENCH_RESULTS  output file (default tests/bench/RESULTS.md; "-" = none)
 //   BENCH_KEEP=1   keep the per-level directories (logs, calls, perf.data)
 //   BENCH_RENDER=FILE  only rewrite RESULTS.md from a saved stdout of a run
-//   NAIBERD, LOADGEN  the binaries (default build/naiberd, build/loadgen)
+//   NAIBERD, LOADGEN, RELAYFLOOR, FORKCOST  the binaries (default
+//                  build/<name>; RELAYFLOOR empty or missing: no floor)
 
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -57,7 +73,10 @@ import { startPostgres } from '../lib/pg.mjs';
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const NAIBERD = process.env.NAIBERD ?? path.join(REPO, 'build', 'naiberd');
 const LOADGEN = process.env.LOADGEN ?? path.join(REPO, 'build', 'loadgen');
-const LEVELS = (process.env.BENCH_CALLS ?? '1 50 200 500 900 1200')
+const RELAYFLOOR = process.env.RELAYFLOOR ?? path.join(REPO, 'build', 'relayfloor');
+const FORKCOST = process.env.FORKCOST ?? path.join(REPO, 'build', 'forkcost');
+// 430: the PSS target's level (and the largest N held so far).
+const LEVELS = (process.env.BENCH_CALLS ?? '1 50 200 430 500 900 1200')
 	.split(/[\s,]+/).filter(Boolean).map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
 const RAMP = Number(process.env.BENCH_RAMP ?? 50);
@@ -76,7 +95,16 @@ const LG_PREFIX = LG_PRIO === 'fifo' ? ['chrt', '-f', '10'] : LG_PRIO === 'nice'
 const QUIET_WAIT = Number(process.env.BENCH_QUIET_WAIT ?? 60);
 const QUIET_CORES = Number(process.env.BENCH_QUIET_CORES ?? 0.2);
 const TARGET_P99_US = 5000;
-const BUDGET = Number(process.env.BENCH_BUDGET ?? 840);	// seconds for the whole run
+const BUDGET = Number(process.env.BENCH_BUDGET ?? 1380);	// seconds for the whole run
+// relayfloor's generator gets loadgen's priority (it stands for the same
+// remote peers); SCHED_RESET_ON_FORK (chrt -R) puts its relays back to
+// SCHED_OTHER at nice 0, where naiberd's workers run.
+const FLOOR = process.env.BENCH_FLOOR !== '0' && Boolean(RELAYFLOOR) && fs.existsSync(RELAYFLOOR);
+const FLOOR_WARMUP = Number(process.env.BENCH_FLOOR_WARMUP ?? 3);
+const FLOOR_PRIO = process.env.BENCH_FLOOR_PRIO ?? LG_PRIO;
+const FLOOR_PREFIX = FLOOR_PRIO === 'fifo' ? ['chrt', '-f', '-R', '10'] :
+    FLOOR_PRIO === 'nice' ? ['nice', '-n', '-10', 'chrt', '-o', '-R', '0'] : [];
+const GNUPLOT_SCRIPT = path.join(REPO, 'tests', 'bench', 'results.gp');
 const REFINE = Number(process.env.BENCH_REFINE ?? 2);
 const skipped = [];
 
@@ -294,6 +322,7 @@ async function runLevel(N, ctx) {
 		PHONE_NUMBER: personPhone(0),
 		NAIBER_SPOOL_DIR: path.join(dir, 'spool'),
 		NAIBER_PROMPTS_DIR: path.join(REPO, 'prompts'),
+		...(process.env.NAIBER_AGENT_POLL ? { NAIBER_AGENT_POLL: process.env.NAIBER_AGENT_POLL } : {}),
 	};
 	const nArgs = ['-c', conf, '-l', '127.0.0.1', '-p', String(port), '-w', String(workers),
 		'-m', String(maxCalls), '--log-level', 'info'];
@@ -395,6 +424,82 @@ function meets(r) {
 	    r.up?.received > 0 && r.down?.received > 0;
 }
 
+// ------------------------------------------------------------- the floor
+
+/* "key=value key=value ..." (relayfloor's and forkcost's output), numbers parsed. */
+function kv(line) {
+	const o = {};
+	for (const f of line.trim().split(/\s+/)) {
+		const i = f.indexOf('=');
+		if (i <= 0) continue;
+		const v = f.slice(i + 1);
+		o[f.slice(0, i)] = /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v;
+	}
+	return o;
+}
+
+function floorMeets(f) {
+	return !f.error && f.c2a_p99 < TARGET_P99_US && f.a2c_p99 < TARGET_P99_US &&
+	    f.lost === 0 && f.lost_win === 0 && f.bad === 0 && f.gen_drop === 0 &&
+	    f.relay_err === 0 && f.msgs > 0;
+}
+
+/*
+ * relayfloor proc N: N forked relays, each owning its call's two loopback
+ * sockets, fed by relayfloor's own generator (20 ms frames each way, the
+ * same 334-byte messages), same window as naiberd's level.
+ */
+async function runFloor(N) {
+	const background = await waitQuiet();
+	const args = ['proc', String(N), String(SECONDS), String(FLOOR_WARMUP)];
+	const cmd = [...FLOOR_PREFIX, RELAYFLOOR, ...args];
+	const t = Date.now();
+	const p = spawnUl(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+	let out = '', err = '';
+	p.stdout.setEncoding('utf8').on('data', (d) => { out += d; });
+	p.stderr.setEncoding('utf8').on('data', (d) => { err += d; });
+	// sh exec()s chrt, which exec()s relayfloor: one pid; its relays die
+	// with it (PR_SET_PDEATHSIG).
+	let ex = null;
+	const exited = new Promise((r) => p.on('exit', (code, signal) => { ex = { code, signal }; r(); }));
+	const kill = async () => { if (!ex) { try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ } } };
+	cleanups.push(kill);
+	const timer = setTimeout(() => { log(`relayfloor N=${N} overran: killed`); kill(); },
+	    (SECONDS + FLOOR_WARMUP + 60 + N / 20) * 1000);
+	await exited;
+	clearTimeout(timer);
+	const line = out.split('\n').find((l) => l.startsWith('mode='));
+	const f = line ? kv(line) : { error: `relayfloor produced no result (exit ${JSON.stringify(ex)}` +
+	    `${err.trim() ? `: ${err.trim().split('\n').pop()}` : ''})` };
+	f.meets_target = floorMeets(f);
+	f.background_cores_before = background;
+	f.seconds = Math.round((Date.now() - t) / 100) / 10;
+	f.cmd = `${FLOOR_PREFIX.length ? FLOOR_PREFIX.join(' ') + ' ' : ''}${path.relative(REPO, RELAYFLOOR)} ${args.join(' ')}`;
+	return f;
+}
+
+/*
+ * What a syscall and a process cost here: relayfloor syscall (getppid,
+ * clock_gettime; 200000 each) and build/forkcost (fork + _exit + waitpid
+ * of a small process, 200 times; its getppid figure stands in when
+ * relayfloor is missing).
+ */
+async function machineCosts() {
+	const c = { quiet_cores_before: await waitQuiet() };
+	const run = (bin, args) => {
+		if (!bin || !fs.existsSync(bin)) return null;
+		const r = spawnSync(bin, args, { encoding: 'utf8', timeout: 60000 });
+		const line = (r.stdout ?? '').split('\n').find((l) => l.includes('='));
+		return line ? kv(line) : null;
+	};
+	const sc = FLOOR ? run(RELAYFLOOR, ['syscall']) : null;
+	const fk = run(FORKCOST, ['200']);
+	if (sc) c.syscall = { getppid_ns: sc.getppid_ns, clock_gettime_ns: sc.clock_gettime_ns, by: 'relayfloor syscall' };
+	else if (fk) c.syscall = { getppid_ns: fk.getppid_ns, by: 'build/forkcost' };
+	if (fk) c.fork_exit_wait_us = { iters: fk.iters, p50: fk.p50_us, p90: fk.p90_us, min: fk.min_us, max: fk.max_us };
+	return c;
+}
+
 // perf: the supervisor and a few busy workers, 10 s inside the window,
 // with DWARF call graphs; self and inclusive top symbols.
 async function startPerf(svPid, N, dir) {
@@ -431,67 +536,160 @@ function fmt(v, d = 0) {
 	return typeof v === 'number' ? v.toFixed(d) : String(v);
 }
 
+function mdTable(head, body) {
+	const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+	const line = (cells) => '| ' + cells.map((c, i) => c.padEnd(w[i])).join(' | ') + ' |';
+	return [line(head), '|' + w.map((x) => '-'.repeat(x + 2)).join('|') + '|', ...body.map(line)].join('\n');
+}
+
+const hasFloor = (rows) => rows.some((r) => r.floor);
+
 function table(rows) {
+	const fl = hasFloor(rows);
 	const head = ['N', 'ok', 'up p50/p99/max us', 'down p50/p99/max us', 'lost up/down',
-		'setup p50/p99 ms', 'handoff p50/p99 us', 'CPU-s/call-min', 'PSS KiB/call', 'loadgen CPU%', 'target'];
+		'setup p50/p99 ms', 'upgrade p50/p99 ms', 'handoff p50/p99 us (n)', 'CPU-s/call-min',
+		...(fl ? ['floor CPU-s/call-min', 'x floor'] : []), 'PSS KiB/call', 'loadgen CPU%', 'target'];
 	const body = rows.map((r) => [
 		String(r.calls), `${r.set_up ?? 0}/${r.calls}`,
 		`${fmt(r.up?.p50_us)}/${fmt(r.up?.p99_us)}/${fmt(r.up?.max_us)}`,
 		`${fmt(r.down?.p50_us)}/${fmt(r.down?.p99_us)}/${fmt(r.down?.max_us)}`,
 		`${fmt(r.up?.lost)}/${fmt(r.down?.lost)}`,
 		`${fmt(r.setup_ms?.p50, 1)}/${fmt(r.setup_ms?.p99, 1)}`,
-		`${fmt(r.handoff_us?.p50)}/${fmt(r.handoff_us?.p99)}`,
-		fmt(r.cpu?.per_call_minute_s, 4), fmt(r.pss?.per_call_kib, 0),
+		`${fmt(r.upgrade_ms?.p50, 2)}/${fmt(r.upgrade_ms?.p99, 2)}`,
+		`${fmt(r.handoff_us?.p50)}/${fmt(r.handoff_us?.p99)} (${fmt(r.handoff_us?.n)})`,
+		fmt(r.cpu?.per_call_minute_s, 4),
+		...(fl ? [fmt(r.floor?.cpu_s_per_call_min, 4), fmt(r.cpu_vs_floor, 2)] : []),
+		fmt(r.pss?.per_call_kib, 0),
 		`${fmt(r.loadgen?.main_cpu_pct, 0)}${r.loadgen?.main_cpu_pct > 80 ? ' (!)' : ''}`,
 		r.meets_target ? 'yes' : 'NO',
 	]);
-	const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-	const line = (cells) => '| ' + cells.map((c, i) => c.padEnd(w[i])).join(' | ') + ' |';
-	return [line(head), '|' + w.map((x) => '-'.repeat(x + 2)).join('|') + '|', ...body.map(line)].join('\n');
+	return mdTable(head, body);
+}
+
+/* relayfloor proc at each level, next to naiberd's CPU. */
+function floorTable(rows) {
+	const head = ['N', 'floor run', 'floor CPU-s/call-min', 'naiberd CPU-s/call-min', 'naiberd / floor',
+		'floor c->a p50/p99/max us', 'floor a->c p50/p99/max us', 'floor lost', 'wakes/msg', 'syscalls/msg',
+		'floor generator CPU%', 'floor holds p99 < 5 ms, 0 lost'];
+	const body = rows.filter((r) => r.floor).map((r) => {
+		const f = r.floor;
+		return [String(r.calls), `${f.order ?? '-'} naiberd`, fmt(f.cpu_s_per_call_min, 4), fmt(r.cpu?.per_call_minute_s, 4),
+			fmt(r.cpu_vs_floor, 2), `${fmt(f.c2a_p50)}/${fmt(f.c2a_p99)}/${fmt(f.c2a_max)}`,
+			`${fmt(f.a2c_p50)}/${fmt(f.a2c_p99)}/${fmt(f.a2c_max)}`, fmt(f.lost), fmt(f.wakes_per_msg, 2),
+			fmt(f.sysc_per_msg, 2), `${fmt(f.gen_cpu_pct, 0)}${f.gen_cpu_pct > 80 ? ' (!)' : ''}`,
+			f.error ? `NO (${f.error})` : f.meets_target ? 'yes' : 'NO'];
+	});
+	return mdTable(head, body);
 }
 
 function summarize(rows, m, startedAt, seconds) {
 	const ok = rows.filter((r) => r.meets_target);
 	const best = ok.length ? Math.max(...ok.map((r) => r.calls)) : 0;
 	const firstFail = rows.filter((r) => !r.meets_target).map((r) => r.calls).sort((a, b) => a - b)[0] ?? null;
-	const at500 = rows.find((r) => r.calls === 500);
-	// Handoff and setup are judged in the operating range: the levels
-	// that met the latency target (else those that did not collapse);
-	// CPU at every level of 50 or more.
-	const passing = rows.filter((r) => r.meets_target);
-	const sane = passing.length ? passing : rows.filter((r) => !collapseOf(r));
-	const handAll = sane.flatMap((r) => r.handoff_us?.p99 != null ? [r.handoff_us.p99] : []);
-	const cpuAll = rows.filter((r) => r.calls >= 50 && r.cpu).map((r) => r.cpu.per_call_minute_s);
+	// The floor's capacity: the largest N at which relayfloor proc held
+	// p99 < 5 ms each way with nothing lost (0: nowhere; null: no floor).
+	const floorRows = rows.filter((r) => r.floor);
+	const held = floorRows.filter((r) => r.floor.meets_target);
+	const floorCap = floorRows.length ? Math.max(0, ...held.map((r) => r.calls)) : null;
+	// Set-up figures (ramp included) are judged at every level up to the
+	// floor's capacity; without a floor, at the levels that met the relay
+	// target (else those that did not collapse).
+	const judged = floorCap !== null ? rows.filter((r) => r.calls <= floorCap) :
+	    ok.length ? ok : rows.filter((r) => !collapseOf(r));
+	const worst = (f) => {
+		const v = judged.map(f).filter((x) => x !== null && x !== undefined);
+		return v.length ? Math.max(...v) : null;
+	};
+	// A judged level without the figure (nothing set up) misses the target.
+	const every = (f, lim) => judged.length ? judged.every((r) => (f(r) ?? Infinity) <= lim) : null;
+	const ratioAt = {};
+	for (const n of [50, 200]) ratioAt[n] = rows.find((r) => r.calls === n)?.cpu_vs_floor ?? null;
+	const ratios = Object.values(ratioAt).filter((x) => x !== null);
+	const relayMissed = held.filter((r) => !r.meets_target).map((r) => r.calls);
+	const at430 = rows.find((r) => r.calls === 430);
+	// "Below capacity": up to the larger of naiberd's and the floor's.
+	const capN = Math.max(best, floorCap ?? 0);
+	const belowCap = rows.filter((r) => r.calls <= capN);
+	const setupFailed = belowCap.filter((r) => r.error || (r.failed ?? 0) > 0 || (r.set_up ?? 0) < r.calls)
+	    .map((r) => r.calls);
 	return {
 		summary: true, date: startedAt, seconds_total: seconds, machine: m,
-		levels: rows.map((r) => r.calls), window_s: SECONDS, ramp_per_s: RAMP,
+		levels: rows.map((r) => r.calls), requested_levels: LEVELS, window_s: SECONDS, ramp_per_s: RAMP,
 		largest_n_meeting_p99_5ms_zero_loss: best,
 		first_n_failing: firstFail,
+		floor_capacity: floorCap,
 		targets: {
-			concurrency_900: best >= 900,
-			cpu_per_call_minute_le_0_025: cpuAll.length ? Math.max(...cpuAll) <= 0.025 : null,
-			cpu_per_call_minute_max_over_levels: cpuAll.length ? Math.max(...cpuAll) : null,
-			pss_per_call_at_500_le_256kib: at500?.pss ? at500.pss.per_call_kib <= 256 : null,
-			pss_per_call_at_500_kib: at500?.pss?.per_call_kib ?? null,
-			handoff_p99_le_1ms: handAll.length ? Math.max(...handAll) <= 1000 : null,
-			handoff_p99_max_us: handAll.length ? Math.max(...handAll) : null,
-			setup_p99_max_ms: Math.max(0, ...sane.map((r) => r.setup_ms?.p99 ?? 0)),
-			setup_p99_le_50ms: sane.length ? sane.every((r) => (r.setup_ms?.p99 ?? Infinity) <= 50) : null,
-			judged_levels_handoff_setup: sane.map((r) => r.calls),
+			judged_levels_setup: judged.map((r) => r.calls),
+			judged_up_to: floorCap !== null ? 'floor capacity' : 'levels meeting the relay target (no floor)',
+			setup_p99_max_ms: worst((r) => r.setup_ms?.p99),
+			setup_p99_le_30ms: every((r) => r.setup_ms?.p99, 30),
+			handoff_p99_max_us: worst((r) => r.handoff_us?.p99),
+			handoff_p99_le_1ms: every((r) => r.handoff_us?.p99, 1000),
+			upgrade_p99_max_ms: worst((r) => r.upgrade_ms?.p99),
+			upgrade_p99_le_5ms: every((r) => r.upgrade_ms?.p99, 5),
+			cpu_vs_floor_at: ratioAt,
+			cpu_le_1_1x_floor: ratios.length ? ratios.every((x) => x <= 1.1) : null,
+			relay_levels_floor_holds: held.map((r) => r.calls),
+			relay_missed_where_floor_holds: relayMissed,
+			relay_where_floor_holds: held.length ? relayMissed.length === 0 : null,
+			pss_per_call_at_430_kib: at430?.pss?.per_call_kib ?? null,
+			pss_at_430_le_300kib: at430?.pss ? at430.pss.per_call_kib <= 300 : null,
+			pss_at_430_le_256kib: at430?.pss ? at430.pss.per_call_kib <= 256 : null,
+			capacity_n: capN,
+			setup_failed_levels: setupFailed,
+			no_setup_failure_below_capacity: belowCap.length ? setupFailed.length === 0 : null,
 		},
 		loadgen_saturated_levels: rows.filter((r) => r.loadgen?.main_cpu_pct > 80).map((r) => r.calls),
+		floor_generator_saturated_levels: floorRows.filter((r) => r.floor.gen_cpu_pct > 80).map((r) => r.calls),
 		skipped_levels: skipped,
 		quickack_workaround: QUICKACK,
+		floor: floorRows.length ? { prio: FLOOR_PRIO, warmup_s: FLOOR_WARMUP } : null,
 		redis_cmd: renderCtx.redisCmd ?? null,
 		settle_s: SETTLE, workers: WORKERS,
 	};
 }
 
+/*
+ * results.dat (one line per level, "-" where not measured) and, from it,
+ * results.svg through tests/bench/results.gp.  Returns the SVG's path, or
+ * why there is none.
+ */
+function writePlot(rows, sum) {
+	// From the summary: BENCH_RENDER re-renders another run's figures.
+	const WIN = sum.window_s ?? SECONDS, RMP = sum.ramp_per_s ?? RAMP;
+	const dir = path.dirname(RESULTS);
+	const dat = path.join(dir, 'results.dat'), svg = path.join(dir, 'results.svg');
+	const ms = (us) => (us === null || us === undefined) ? null : us / 1000;
+	const col = (v, d) => (v === null || v === undefined || Number.isNaN(v)) ? '-' : v.toFixed(d);
+	const L = ['# naiberd benchmark, one line per level (tests/bench/bench.mjs; plotted by results.gp)',
+		`# ${sum.date}, window ${WIN} s, ramp ${RMP} calls/s; "-" = not measured`,
+		'# N up_p99_ms down_p99_ms floor_c2a_p99_ms floor_a2c_p99_ms cpu_s_per_call_min floor_cpu_s_per_call_min setup_p99_ms handoff_p99_ms upgrade_p99_ms'];
+	for (const r of rows) {
+		L.push([r.calls, col(ms(r.up?.p99_us), 3), col(ms(r.down?.p99_us), 3), col(ms(r.floor?.c2a_p99), 3),
+			col(ms(r.floor?.a2c_p99), 3), col(r.cpu?.per_call_minute_s, 5), col(r.floor?.cpu_s_per_call_min, 5),
+			col(r.setup_ms?.p99, 3), col(ms(r.handoff_us?.p99), 3), col(r.upgrade_ms?.p99, 3)].join(' '));
+	}
+	fs.writeFileSync(dat, L.join('\n') + '\n');
+	if (spawnSync('sh', ['-c', 'command -v gnuplot'], { encoding: 'utf8' }).status !== 0)
+		return { error: 'gnuplot not installed (make bench-deps installs gnuplot-nox)', dat };
+	const q = (s) => `'${s.replace(/'/g, "''")}'`;
+	const sub = `${sum.date.slice(0, 10)}, ${sum.machine.nproc} CPUs, ${WIN} s window per level after a ramp of ${RMP} calls/s` +
+	    (rows.some((r) => r.floor) ? '' : '; relayfloor not run');
+	const r = spawnSync('gnuplot', ['-e', `dat=${q(dat)}; out=${q(svg)}; subtitle=${q(sub)}`, GNUPLOT_SCRIPT],
+	    { encoding: 'utf8' });
+	if (r.status !== 0) return { error: `gnuplot failed: ${(r.stderr ?? '').trim().split('\n').slice(-3).join(' ')}`, dat };
+	log(`wrote ${path.relative(REPO, svg)}`);
+	return { svg, dat };
+}
+
 function writeResults(rows, sum, ctx) {
 	if (RESULTS === '-') return;
 	const m = sum.machine;
-	const yes = (b) => b === null ? 'n/a' : b ? 'met' : '**not met**';
+	const yes = (b) => b === null || b === undefined ? 'n/a' : b ? 'met' : '**not met**';
 	const t = sum.targets;
+	const fl = hasFloor(rows);
+	const plot = writePlot(rows, sum);
+	const WIN = sum.window_s ?? SECONDS, RMP = sum.ramp_per_s ?? RAMP;
 	const L = [];
 	L.push('# naiberd benchmark results');
 	L.push('');
@@ -502,20 +700,51 @@ function writeResults(rows, sum, ctx) {
 	L.push('');
 	L.push(`- ${m.nproc} CPUs: ${m.cpu}`);
 	L.push(`- memory: ${m.mem_gib} GiB; kernel: ${m.kernel}; fd hard limit ${m.fd_hard_limit}`);
-	L.push('- load generator, naiberd, redis-server and PostgreSQL all on this machine');
+	const c = m.costs ?? {};
+	if (c.syscall)
+		L.push(`- one trivial syscall (getppid): ${fmt(c.syscall.getppid_ns)} ns` +
+		    (c.syscall.clock_gettime_ns != null ? `; clock_gettime (vDSO): ${fmt(c.syscall.clock_gettime_ns)} ns` : '') +
+		    ` (\`${c.syscall.by}\`, mean of 200000)`);
+	if (c.fork_exit_wait_us)
+		L.push(`- fork + _exit + waitpid of a small process: median ${fmt(c.fork_exit_wait_us.p50, 0)} us ` +
+		    `(p90 ${fmt(c.fork_exit_wait_us.p90, 0)}, min ${fmt(c.fork_exit_wait_us.min, 0)}, max ${fmt(c.fork_exit_wait_us.max, 0)} us; ` +
+		    `${c.fork_exit_wait_us.iters} runs of build/forkcost, tests/bench/forkcost.c)`);
+	if (c.quiet_cores_before !== undefined)
+		L.push(`- both measured once before the first level, with ${fmt(c.quiet_cores_before, 2)} cores busy in other processes`);
+	L.push(`- load generator, naiberd, ${fl ? 'relayfloor, ' : ''}redis-server and PostgreSQL all on this machine`);
 	L.push('');
 	L.push('## Result');
 	L.push('');
 	L.push(`Largest concurrency holding per-frame relay p99 < 5 ms both ways with zero frames lost: **N = ${sum.largest_n_meeting_p99_5ms_zero_loss}**` +
-	    (sum.first_n_failing ? ` (first level missing it: ${sum.first_n_failing}).` : ' (every level measured met it).'));
+	    (sum.first_n_failing ? ` (first level missing it: ${sum.first_n_failing}).` : ' (every level measured met it).') +
+	    (sum.floor_capacity === null ? ' relayfloor was not run (../shared/bench/floor not found, or BENCH_FLOOR=0): no floor figures, and the targets relative to it are n/a.' :
+	    ` relayfloor proc (a bare process-per-call relay of the same traffic) held it up to **N = ${sum.floor_capacity}** ` +
+	    '(the floor\'s capacity on this machine, among the levels run).'));
 	L.push('');
-	L.push('| target (DESIGN section 11) | measured | verdict |');
+	if (plot.svg)
+		L.push(`![p99 relay latency each way, setup p99 and CPU per call-minute against N, naiberd and relayfloor proc](${path.relative(path.dirname(RESULTS), plot.svg)})`, '',
+		    `[${path.relative(path.dirname(RESULTS), plot.svg)}](${path.relative(path.dirname(RESULTS), plot.svg)}): drawn by gnuplot (tests/bench/results.gp) from ${path.relative(path.dirname(RESULTS), plot.dat)}.`, '');
+	else
+		L.push(`No plot: ${plot.error}.`, '');
+	const upTo = t.judged_up_to === 'floor capacity' ? 'at every level up to the floor\'s capacity' : 'at every level meeting the relay target (no floor)';
+	const lv = t.judged_levels_setup.length ? `N = ${t.judged_levels_setup.join(', ')}` : 'no level';
+	const ratio = (n) => {
+		const r = rows.find((x) => x.calls === n);
+		return r?.cpu_vs_floor != null ? `N = ${n}: ${fmt(r.cpu.per_call_minute_s, 4)} / ${fmt(r.floor.cpu_s_per_call_min, 4)} = ${fmt(r.cpu_vs_floor, 2)}x` :
+		    `N = ${n}: not measured`;
+	};
+	L.push('| target | measured | verdict |');
 	L.push('|---|---|---|');
-	L.push(`| >= 900 concurrent calls at p99 < 5 ms, 0 lost | ${sum.largest_n_meeting_p99_5ms_zero_loss} | ${yes(t.concurrency_900)} |`);
-	L.push(`| <= 0.025 CPU-s per call-minute (supervisor + workers, steady state) | worst level ${fmt(t.cpu_per_call_minute_max_over_levels, 4)} | ${yes(t.cpu_per_call_minute_le_0_025)} |`);
-	L.push(`| <= 256 KiB PSS per active call at 500 calls | ${fmt(t.pss_per_call_at_500_kib, 0)} KiB | ${yes(t.pss_per_call_at_500_le_256kib)} |`);
-	L.push(`| handoff p99 <= 1 ms | worst of N = ${t.judged_levels_handoff_setup.join(', ')}: ${fmt(t.handoff_p99_max_us)} us | ${yes(t.handoff_p99_le_1ms)} |`);
-	L.push(`| setup (start -> first agent audio) p99 <= 50 ms beyond the peers | worst of N = ${t.judged_levels_handoff_setup.join(', ')}: ${fmt(t.setup_p99_max_ms, 1)} ms | ${yes(t.setup_p99_le_50ms)} |`);
+	L.push(`| setup (start -> first agent audio) p99 <= 30 ms ${upTo}, ramp included | worst of ${lv}: ${fmt(t.setup_p99_max_ms, 1)} ms | ${yes(t.setup_p99_le_30ms)} |`);
+	L.push(`| handoff p99 <= 1 ms ${upTo}, ramp included | worst of ${lv}: ${fmt(t.handoff_p99_max_us)} us | ${yes(t.handoff_p99_le_1ms)} |`);
+	L.push(`| upgrade round trip (Twilio side: upgrade request written -> 101 received) p99 <= 5 ms, same levels | worst of ${lv}: ${fmt(t.upgrade_p99_max_ms, 2)} ms | ${yes(t.upgrade_p99_le_5ms)} |`);
+	L.push(`| CPU-s per call-minute (supervisor + workers, window) <= 1.1 x relayfloor proc at N = 50 and 200 | ${ratio(50)}; ${ratio(200)} | ${yes(t.cpu_le_1_1x_floor)} |`);
+	L.push(`| relay p99 < 5 ms each way with zero loss at every N where relayfloor proc holds it | ${!fl ? 'relayfloor not run' : 'floor held at '}${!fl ? '' : t.relay_levels_floor_holds.length ? `N = ${t.relay_levels_floor_holds.join(', ')}` : 'no level'}` +
+	    `${t.relay_missed_where_floor_holds.length ? `; naiberd missed at N = ${t.relay_missed_where_floor_holds.join(', ')}` : t.relay_levels_floor_holds.length ? '; naiberd held at all of them' : ''} | ${yes(t.relay_where_floor_holds)} |`);
+	L.push(`| PSS <= 300 KiB per active call at 430 calls (stretch: 256) | ${fmt(t.pss_per_call_at_430_kib, 0)} KiB | ${yes(t.pss_at_430_le_300kib)}` +
+	    `${t.pss_at_430_le_300kib ? `; stretch ${yes(t.pss_at_430_le_256kib)}` : ''} |`);
+	L.push(`| no call fails set-up below capacity (N <= ${t.capacity_n}: ${fl ? 'the larger of naiberd\'s and the floor\'s' : 'naiberd\'s'}) | ` +
+	    `${t.setup_failed_levels.length ? `failures at N = ${t.setup_failed_levels.join(', ')}` : 'none'} | ${yes(t.no_setup_failure_below_capacity)} |`);
 	// A caller->agent tail near half the 20 ms frame period while the
 	// other direction is fine is the signature of a sender held by
 	// Nagle's algorithm until the peer's next frame carries the ACK.
@@ -531,18 +760,24 @@ function writeResults(rows, sum, ctx) {
 		    'that lacks TCP_NODELAY (Nagle + delayed ACK). Without it the figures are what the real service would see.');
 	if (sum.loadgen_saturated_levels.length)
 		L.push('', `Note: the load generator's event loop used more than 80% of a core at N = ${sum.loadgen_saturated_levels.join(', ')}; there the figures measure the load generator as much as naiberd.`);
+	if (sum.floor_generator_saturated_levels?.length)
+		L.push('', `Note: relayfloor's generator used more than 80% of a core at N = ${sum.floor_generator_saturated_levels.join(', ')}; there its figures measure its generator as much as the relays.`);
 	L.push('');
 	L.push('## Per level');
 	L.push('');
-	L.push(`Steady-state window ${SECONDS} s per level after a ramp of ${RAMP} calls/s and ${SETTLE} s settle. ` +
+	L.push(`Steady-state window ${WIN} s per level after a ramp of ${RMP} calls/s and ${sum.settle_s ?? SETTLE} s settle. ` +
 	    '"up" = caller -> agent (Twilio media -> user_audio_chunk), "down" = agent -> caller (audio -> Twilio media); ' +
 	    'latency = receive time - send time written into the audio bytes (CLOCK_MONOTONIC), loopback TCP both ways included. ' +
-	    'lost = frames sent inside the window that had not arrived 1 s after it (up to 10 s while some were still missing).');
+	    'lost = frames sent inside the window that had not arrived 1 s after it (up to 10 s while some were still missing). ' +
+	    `Setup, upgrade and handoff percentiles are over every call of the level (n = N), and every call is started during the ramp at ${RMP} calls/s ` +
+	    '(N/' + RMP + ' s), while the calls already up relay audio: the ramp\'s set-ups and handoffs are included, not just a quiet machine\'s. ' +
+	    'Relay latency, loss and CPU are over the window only.' +
+	    (fl ? ' "floor CPU-s/call-min" and "x floor": relayfloor proc at the same N and window length (next section).' : ''));
 	L.push('');
 	L.push(table(rows));
 	L.push('');
-	L.push('| N | server cores busy | supervisor CPU-s | workers CPU-s | whole-run CPU-s/call-min (setup+teardown incl.) | PSS total MiB (procs) | PSS anon/file KiB/call | upgrade p99 ms | other processes before the level (cores) | loadgen process CPU% | tick lag p99 us | failed | notes |');
-	L.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
+	L.push('| N | ramp s | server cores busy | supervisor CPU-s | workers CPU-s | whole-run CPU-s/call-min (setup+teardown incl.) | PSS total MiB (procs) | PSS anon/file KiB/call | connect+upgrade p99 ms | other processes before the level (cores) | loadgen process CPU% | tick lag p99 us | failed | notes |');
+	L.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 	for (const r of rows) {
 		const notes = [];
 		if (r.error) notes.push(r.error);
@@ -554,11 +789,32 @@ function writeResults(rows, sum, ctx) {
 		if (r.loadgen?.main_cpu_pct > 80) notes.push('loadgen near saturation');
 		if (r.loadgen?.skipped_window_ms) notes.push(`loadgen fell behind real time: ${r.loadgen.skipped_window_ms} ms of frames skipped`);
 		if (r.background_cores_before > QUIET_CORES) notes.push(`machine not quiet before the level (${r.background_cores_before} cores busy)`);
-		L.push(`| ${r.calls} | ${fmt(r.cpu?.server_cores, 3)} | ${fmt(r.cpu?.supervisor_s, 2)} | ${fmt(r.cpu?.workers_s, 2)} | ` +
+		if (r.floor?.background_cores_before > QUIET_CORES) notes.push(`machine not quiet before relayfloor (${r.floor.background_cores_before} cores busy)`);
+		if (r.handoff_us && r.set_up && r.handoff_us.n < r.set_up) notes.push(`${r.handoff_us.n} handoff lines for ${r.set_up} calls`);
+		L.push(`| ${r.calls} | ${fmt(r.ramp_s, 1)} | ${fmt(r.cpu?.server_cores, 3)} | ${fmt(r.cpu?.supervisor_s, 2)} | ${fmt(r.cpu?.workers_s, 2)} | ` +
 		    `${fmt(r.cpu?.run_per_call_minute_s, 4)} | ${r.pss ? `${fmt(r.pss.total_kib / 1024, 1)} (${r.pss.procs})` : '-'} | ` +
-		    `${r.pss ? `${fmt(r.pss.anon_kib / r.calls, 0)}/${fmt(r.pss.file_kib / r.calls, 0)}` : '-'} | ${fmt(r.upgrade_ms?.p99, 2)} | ` +
+		    `${r.pss ? `${fmt(r.pss.anon_kib / r.calls, 0)}/${fmt(r.pss.file_kib / r.calls, 0)}` : '-'} | ${fmt(r.connect_upgrade_ms?.p99, 2)} | ` +
 		    `${fmt(r.background_cores_before, 2)} | ` +
 		    `${fmt(r.loadgen?.process_cpu_pct, 0)} | ${fmt(r.loadgen?.tick_lag_p99_us)} | ${r.failed ?? '-'} | ${notes.join('; ') || '-'} |`);
+	}
+	L.push('');
+	L.push('## The floor: relayfloor proc at each level');
+	L.push('');
+	if (fl) {
+		L.push(`relayfloor (../shared/bench/floor/relayfloor.c, built into build/relayfloor) in \`proc\` mode at the same N, for the same ${WIN} s window ` +
+		    `(after ${sum.floor?.warmup_s ?? FLOOR_WARMUP} s of warm-up), in the same run right before or right after naiberd's level ("floor run"; the order alternates): ` +
+		    'N forked relays, each owning its call\'s two loopback TCP sockets (TCP_NODELAY) with one epoll, one read and one send per 334-byte message, ' +
+		    'fed by relayfloor\'s own generator with the traffic shape of this benchmark (a frame every 20 ms each way per call, each call on its own phase). ' +
+		    'It is the cheapest process-per-call relay of this traffic: naiberd\'s CPU is judged against it. CPU = the relays\' CPU clocks over the window ' +
+		    '(generator excluded, as loadgen is for naiberd); c->a / a->c = relay latency each way (send stamp -> arrival at the generator); lost = sent - received after 1 s; ' +
+		    'wakes/msg = relay schedule-ins per relayed message; syscalls/msg = (epoll_wait + read + send) per message. ' +
+		    (sum.floor?.prio === 'fifo' ? 'Its generator runs under `chrt -f -R 10` like loadgen (SCHED_FIFO), its relays at normal priority (SCHED_RESET_ON_FORK), where naiberd\'s workers run.' :
+		    sum.floor?.prio === 'nice' ? 'Its generator runs at nice -10 like loadgen, its relays at nice 0 (SCHED_RESET_ON_FORK).' :
+		    'Its generator and relays run at normal priority.'));
+		L.push('');
+		L.push(floorTable(rows));
+	} else {
+		L.push('relayfloor was not run (../shared/bench/floor/relayfloor.c not found, or BENCH_FLOOR=0): no floor figures.');
 	}
 	const perfRow = rows.find((r) => r.perf);
 	if (perfRow) {
@@ -581,26 +837,32 @@ function writeResults(rows, sum, ctx) {
 	    'connects, sends the init message and bridges after the metadata.');
 	L.push('- Setup = Twilio `start` sent -> first agent `media` received on the Twilio socket. The peers answer at once, so this is naiberd\'s own ' +
 	    'setup (Redis GET, PostgreSQL connect + profile query, signed-URL GET, WebSocket connect, init) plus loopback.');
+	L.push('- Upgrade round trip = the Twilio side\'s upgrade request written -> the 101 received (kernel receive time); "connect+upgrade" also counts the TCP connect. ' +
+	    'It covers the supervisor\'s accept, head parse, signature check and handoff, and the worker\'s WebSocket handshake.');
+	L.push('- Handoff: the supervisor\'s `accepted stream (handoff N us, channel M us)` lines at --log-level info, one per call (n in the table).');
 	L.push('- CPU: utime+stime from /proc/PID/stat of the supervisor and all its children (reaped children through cutime+cstime), sampled ' +
 	    'at the window edges by loadgen\'s sampler thread; per call-minute = CPU-s / (N x window minutes). The whole-run figure also ' +
 	    'includes ramp, setup and teardown. PSS: smaps_rollup of the supervisor and every child (busy and idle workers) after the window, calls still live, divided by N.');
-	L.push('- Other processes: busy CPU from /proc/stat over 1 s just before each level (the driver waits up to BENCH_QUIET_WAIT s for it to fall ' +
+	L.push('- Other processes: busy CPU from /proc/stat over 1 s just before each level and each relayfloor run (the driver waits up to BENCH_QUIET_WAIT s for it to fall ' +
 	    'below BENCH_QUIET_CORES). The JSON also has machine_busy_cores / other_cores for the window, from /proc/stat\'s tick-sampled counters: ' +
 	    'on this VM they can undercount short bursts, so read them as a rough hint only.');
-	L.push('- Handoff: the supervisor\'s `accepted stream (handoff N us, channel M us)` lines at --log-level info.');
 	L.push('- loadgen CPU%: its event-loop thread\'s CPU time over the window (a core = 100%); above ~80% the generator, not naiberd, is the limit.');
+	L.push('- The plot: tests/bench/results.dat (written by bench.mjs, one line per level) drawn by gnuplot with tests/bench/results.gp.');
 	L.push('');
 	L.push('## Command lines');
 	L.push('');
 	L.push('```');
-	L.push(`make bench   # = node tests/bench/bench.mjs, BENCH_CALLS="${LEVELS.join(' ')}" BENCH_SECONDS=${SECONDS} BENCH_RAMP=${RAMP} BENCH_WORKERS=${WORKERS}`);
+	L.push(`make bench   # = node tests/bench/bench.mjs, BENCH_CALLS="${(sum.requested_levels ?? LEVELS).join(' ')}" BENCH_SECONDS=${WIN} BENCH_RAMP=${RMP} BENCH_WORKERS=${sum.workers ?? WORKERS}`);
+	if (c.syscall?.by === 'relayfloor syscall') L.push('build/relayfloor syscall');
+	if (c.fork_exit_wait_us) L.push('build/forkcost 200');
 	L.push(ctx.redisCmd.replace(tmp, '$TMP'));
 	L.push('sh tests/lib/pg.sh start $TMP/pg PORT; psql < tests/lib/schema.sql; persons inserted with generate_series');
 	for (const r of rows) {
-		if (!r.cmd) continue;
+		if (!r.cmd && !r.floor?.cmd) continue;
 		L.push(`# N = ${r.calls}`);
-		L.push(r.cmd.naiberd);
-		L.push(r.cmd.loadgen);
+		if (r.floor?.cmd && r.floor.order === 'before') L.push(r.floor.cmd);
+		if (r.cmd) L.push(r.cmd.naiberd, r.cmd.loadgen);
+		if (r.floor?.cmd && r.floor.order !== 'before') L.push(r.floor.cmd);
 	}
 	L.push('```');
 	L.push('');
@@ -639,6 +901,10 @@ if (process.env.BENCH_RENDER) {
 	renderCtx.redisCmd = old.redis_cmd ?? "redis-server --port PORT --bind 127.0.0.1 --save '' --appendonly no " +
 	    '--dir $TMP/redis --daemonize no --protected-mode no --maxclients 15000 --loglevel warning';
 	const sum = summarize(rows, old.machine, old.date, old.seconds_total);
+	// That run's settings, not this environment's.
+	for (const k of ['window_s', 'ramp_per_s', 'settle_s', 'workers', 'floor', 'quickack_workaround'])
+		if (k in old) sum[k] = old[k];
+	sum.requested_levels = old.requested_levels ?? null;
 	sum.rendered_at = new Date().toISOString();
 	writeResults(rows, sum, { redisCmd: renderCtx.redisCmd });
 	fs.rmSync(tmp, { recursive: true, force: true });
@@ -649,6 +915,10 @@ const t0 = Date.now();
 const startedAt = new Date().toISOString();
 const m = machine();
 log(`machine: ${m.nproc} x ${m.cpu}, ${m.mem_gib} GiB, ${m.kernel}; levels ${LEVELS.join(' ')}, ${SECONDS} s each`);
+if (!FLOOR)
+	log(process.env.BENCH_FLOOR === '0' ? 'BENCH_FLOOR=0: no relayfloor runs' :
+	    `relayfloor not found (${RELAYFLOOR || 'RELAYFLOOR empty'}; its source is ../shared/bench/floor): ` +
+	    'running without the floor columns');
 const rows = [];
 try {
 	const redis = await startRedis();
@@ -670,15 +940,36 @@ ANALYZE;`);
 	const elPort = await freePort();
 	const ctx = { redis, pg, elPort, token: hex(16), apiToken: hex(16), redisCmd: redis.cmd };
 	renderCtx.redisCmd = redis.cmd.replace(tmp, '$TMP');
+	m.costs = await machineCosts();
+	log(`machine costs: ${JSON.stringify(m.costs)}`);
+	let nrun = 0;
 	const one = async (N, why) => {
 		const t = Date.now();
+		// The floor's turn alternates: after naiberd at the 1st, 3rd, ...
+		// level run, before it at the 2nd, 4th, ...
+		const floorFirst = FLOOR && nrun++ % 2 === 1;
 		log(`level N=${N}${why ? ` (${why})` : ''}`);
+		let fl = null;
+		if (floorFirst) {
+			log(`relayfloor proc N=${N} (before naiberd)`);
+			fl = await runFloor(N);
+		}
 		let r;
 		try {
 			r = await runLevel(N, ctx);
 		} catch (e) {
 			r = { label: `n${N}`, calls: N, error: e.message.split('\n')[0], meets_target: false };
 			log(`level N=${N} failed: ${e.message}`);
+		}
+		if (FLOOR && !floorFirst) {
+			log(`relayfloor proc N=${N} (after naiberd)`);
+			fl = await runFloor(N);
+		}
+		if (fl) {
+			fl.order = floorFirst ? 'before' : 'after';
+			r.floor = fl;
+			const nc = r.cpu?.per_call_minute_s, fc = fl.cpu_s_per_call_min;
+			r.cpu_vs_floor = nc > 0 && fc > 0 ? Math.round(nc / fc * 1000) / 1000 : null;
 		}
 		r.level_seconds = Math.round((Date.now() - t) / 100) / 10;
 		if (why) r.refine = why;
@@ -687,7 +978,8 @@ ANALYZE;`);
 		return r;
 	};
 	const left = () => BUDGET - (Date.now() - t0) / 1000;
-	const estimate = (N) => N / RAMP + SETTLE + SECONDS + 25 + N / 100;
+	const estimate = (N) => N / RAMP + SETTLE + SECONDS + 25 + N / 100 +
+	    (FLOOR ? SECONDS + FLOOR_WARMUP + 6 + N / 100 : 0);
 	let collapsed = null;
 	for (const N of [...LEVELS].sort((a, b) => a - b)) {
 		if (collapsed !== null) {
@@ -716,7 +1008,7 @@ ANALYZE;`);
 	rows.sort((a, b) => a.calls - b.calls);
 	const sum = summarize(rows, m, startedAt, Math.round((Date.now() - t0) / 1000));
 	console.log(JSON.stringify(sum));
-	process.stderr.write('\n' + table(rows) + '\n\n');
+	process.stderr.write('\n' + table(rows) + '\n\n' + (hasFloor(rows) ? floorTable(rows) + '\n\n' : ''));
 	log(`largest N meeting p99 < 5 ms with zero loss: ${sum.largest_n_meeting_p99_5ms_zero_loss}`);
 	writeResults(rows, sum, ctx);
 } finally {

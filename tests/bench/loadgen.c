@@ -29,6 +29,9 @@
  * sample with the calls still live, stop (Twilio `stop` + close on every
  * stream), wait for the sockets to close.  Only frames *sent* inside the
  * window count for latency and loss: lost = sent in window - received.
+ * Set-up figures cover every call, all of which start during the ramp:
+ * upgrade = upgrade request written -> 101 received (kernel receive
+ * time), setup = `start` sent -> first agent `media` received.
  * CPU of the server (supervisor + all its children, utime+stime from
  * /proc/PID/stat; reaped children through cutime+cstime) is sampled at
  * the window's edges by the sampler thread; PSS from smaps_rollup.
@@ -133,7 +136,8 @@ struct call {
 	int		 el_state;	/* 0 none, 1 waiting init, 2 streaming,
 					   3 closed */
 	int		 tw_slot, el_slot;
-	uint64_t	 t_connect, t_upgraded, t_start, t_setup, t_el_ready;
+	uint64_t	 t_connect, t_upg_sent, t_upgraded, t_start, t_setup;
+	uint64_t	 t_el_ready;
 	uint64_t	 t_end;
 	uint32_t	 seq_sent[2];	/* last frame number sent per direction */
 	uint32_t	 exp[2];	/* next expected frame number, 0 unknown */
@@ -183,6 +187,7 @@ static int		 nslot_tw[NSLOTS], nslot_el[NSLOTS];
 static int		 ep;
 static enum phase	 phase = PH_RAMP;
 static uint64_t		 t0, t_phase, t_win0, t_win1, t_stop;
+static uint64_t		 t_ramp_end, t_setup_end;	/* last call started, all set up */
 static uint64_t		 tick_done;
 static int		 started, live_conns;
 static char		 sig_b64[64];
@@ -734,6 +739,7 @@ tw_send_upgrade(struct call *cl)
 	    "X-Twilio-Signature: %s\r\nUser-Agent: TwilioProxy/1.1\r\n\r\n",
 	    o_port, key, sig_b64);
 	cl->tw_state = TW_UPGRADING;
+	cl->t_upg_sent = now_ns();
 	(void)conn_write(cl->tw, req, (size_t)n);
 }
 
@@ -1177,9 +1183,9 @@ acc_input(struct conn *c)
 	    "\"status\":\"completed\"}");
 }
 
-/* The 101 from naiberd on a Twilio stream. */
+/* The 101 from naiberd on a Twilio stream; now: its kernel receive time. */
 static void
-tw_upgrade_input(struct conn *c)
+tw_upgrade_input(struct conn *c, uint64_t now)
 {
 	struct call	*cl = c->call;
 	uint8_t		*e;
@@ -1205,7 +1211,7 @@ tw_upgrade_input(struct conn *c)
 	}
 	memmove(c->rb, c->rb + hl, c->rlen - hl);
 	c->rlen -= hl;
-	cl->t_upgraded = now_ns();
+	cl->t_upgraded = now;
 	tw_send_start(cl);
 }
 
@@ -1235,7 +1241,7 @@ conn_read(struct conn *c, uint64_t now)
 			switch (c->kind) {
 			case K_TW:
 				if (c->call->tw_state == TW_UPGRADING)
-					tw_upgrade_input(c);
+					tw_upgrade_input(c, now);
 				if (!c->dead && c->call->tw_state >=
 				    TW_STREAMING && ws_input(c, now) == -1) {
 					ws_errors++;
@@ -1564,8 +1570,10 @@ tick(uint64_t now)
 			want = ncalls;
 		while (started < want)
 			call_connect(&calls[started++]);
-		if (started == ncalls)
+		if (started == ncalls) {
+			t_ramp_end = now;
 			set_phase(PH_SETUP, now);
+		}
 	}
 	if (phase < PH_STOP) {
 		/*
@@ -1610,8 +1618,10 @@ tick(uint64_t now)
 	switch (phase) {
 	case PH_SETUP:
 		if (all_set_up() || now - t_phase > (uint64_t)o_setup_timeout *
-		    1000000000ULL)
+		    1000000000ULL) {
+			t_setup_end = now;
 			set_phase(PH_SETTLE, now);
+		}
 		break;
 	case PH_SETTLE:
 		if (now - t_phase >= (uint64_t)o_settle * 1000000000ULL &&
@@ -1720,9 +1730,9 @@ json_str(FILE *f, const char *s)
 static void
 report(void)
 {
-	uint64_t	*setup, *upg, sent[2] = { 0, 0 }, rcv[2] = { 0, 0 };
+	uint64_t	*setup, *upg, *cupg, sent[2] = { 0, 0 }, rcv[2] = { 0, 0 };
 	uint64_t	 gaps[2] = { 0, 0 }, reord[2] = { 0, 0 }, tot[2] = {0, 0};
-	int		 i, d, nset = 0, nupg = 0, failed = 0;
+	int		 i, d, nset = 0, nupg = 0, ncupg = 0, failed = 0;
 	double		 win_s, srv, sup, call_min = 0, tot_srv = 0;
 	FILE		*f = stdout;
 	static const char *dn[2] = { "up", "down" };
@@ -1732,12 +1742,17 @@ report(void)
 
 	setup = calloc((size_t)ncalls + 1, sizeof(*setup));
 	upg = calloc((size_t)ncalls + 1, sizeof(*upg));
+	cupg = calloc((size_t)ncalls + 1, sizeof(*cupg));
 	for (i = 0; i < ncalls; i++) {
 		struct call *cl = &calls[i];
 		if (cl->t_setup && cl->t_start)
 			setup[nset++] = cl->t_setup - cl->t_start;
+		/* upgrade round trip: request written -> 101 received */
+		if (cl->t_upgraded && cl->t_upg_sent)
+			upg[nupg++] = cl->t_upgraded > cl->t_upg_sent ?
+			    cl->t_upgraded - cl->t_upg_sent : 0;
 		if (cl->t_upgraded && cl->t_connect)
-			upg[nupg++] = cl->t_upgraded - cl->t_connect;
+			cupg[ncupg++] = cl->t_upgraded - cl->t_connect;
 		if (cl->fail[0] && (cl->t_setup == 0 || cl->t_end < t_stop)) {
 			int j;
 			failed++;
@@ -1766,6 +1781,7 @@ report(void)
 	}
 	qsort(setup, (size_t)nset, sizeof(*setup), cmp_u64);
 	qsort(upg, (size_t)nupg, sizeof(*upg), cmp_u64);
+	qsort(cupg, (size_t)ncupg, sizeof(*cupg), cmp_u64);
 	win_s = (double)(t_win1 - t_win0) / 1e9;
 
 	fprintf(f, "{\"label\":");
@@ -1794,12 +1810,23 @@ report(void)
 		    (double)h->max_ns / 1000.0, h->n ? h->sum_us / (double)h->n :
 		    0, gaps[d], reord[d], misrouted[d], tot[d]);
 	}
+	/*
+	 * Every call is started during the ramp, so these cover the ramp's
+	 * set-ups (while the calls already up relay audio).
+	 */
+	fprintf(f, ",\"ramp_s\":%.2f,\"setup_phase_s\":%.2f",
+	    t_ramp_end ? (double)(t_ramp_end - t0) / 1e9 : 0,
+	    t_setup_end && t_ramp_end ? (double)(t_setup_end - t_ramp_end) /
+	    1e9 : 0);
 	fprintf(f, ",\"setup_ms\":{\"n\":%d,\"p50\":%.2f,\"p99\":%.2f,"
-	    "\"max\":%.2f},\"upgrade_ms\":{\"p50\":%.2f,\"p99\":%.2f,"
-	    "\"max\":%.2f}", nset, pct_ms(setup, nset, .5),
+	    "\"max\":%.2f},\"upgrade_ms\":{\"n\":%d,\"p50\":%.3f,"
+	    "\"p99\":%.3f,\"max\":%.3f},\"connect_upgrade_ms\":{\"p50\":%.3f,"
+	    "\"p99\":%.3f,\"max\":%.3f}", nset, pct_ms(setup, nset, .5),
 	    pct_ms(setup, nset, .99), nset ? (double)setup[nset - 1] / 1e6 : 0,
-	    pct_ms(upg, nupg, .5), pct_ms(upg, nupg, .99),
-	    nupg ? (double)upg[nupg - 1] / 1e6 : 0);
+	    nupg, pct_ms(upg, nupg, .5), pct_ms(upg, nupg, .99),
+	    nupg ? (double)upg[nupg - 1] / 1e6 : 0,
+	    pct_ms(cupg, ncupg, .5), pct_ms(cupg, ncupg, .99),
+	    ncupg ? (double)cupg[ncupg - 1] / 1e6 : 0);
 	if (cpu_s[1].ok && cpu_s[2].ok) {
 		double cw = (double)(cpu_s[2].t_ns - cpu_s[1].t_ns) / 1e9;
 		sup = cpu_s[2].sup_s - cpu_s[1].sup_s;
@@ -1868,6 +1895,7 @@ report(void)
 	fflush(f);
 	free(setup);
 	free(upg);
+	free(cupg);
 }
 
 /* -------------------------------------------------------------- setup */

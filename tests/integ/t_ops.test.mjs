@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
 	itest, runNaiberd, startNaiberd, baseEnv, freePort, http, waitFor, withTimeout,
-	pidAlive, childPids, NAIBERD, REPO,
+	pidAlive, childPids, workerPidsOf, NAIBERD, REPO,
 } from '../lib/harness.mjs';
 
 const isRoot = process.geteuid?.() === 0;
@@ -171,7 +171,7 @@ itest('-D detaches, --pidfile names the supervisor, a second instance is refused
 	// It serves, and it is the supervisor: the process with the workers.
 	await waitFor(async () => (await http(port, 'GET', '/health', { timeoutMs: 1000 })).status === 200,
 	    10000, 'GET /health from the daemon');
-	await waitFor(() => childPids(pid).length === 1, 5000, 'one idle worker under the pid-file process');
+	await waitFor(() => workerPidsOf(pid).length === 1, 5000, 'one idle worker under the pid-file process');
 	if (isRoot) {
 		assert.deepEqual(procIds(pid).Uid, Array(4).fill(nobody.uid), 'supervisor uid after -u nobody');
 		assert.match(logText(), /running as nobody/);

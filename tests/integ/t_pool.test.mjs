@@ -32,8 +32,8 @@ itest('20 concurrent streams, one distinct worker each, pool refills', { timeout
 	const st = await startStack({ workers: IDLE, maxCalls: 30 });
 	const { d } = st;
 
-	// The idle pool is there before any call.
-	await waitFor(() => d.children().length === IDLE, 5000, `${IDLE} idle workers at start`);
+	// The idle pool is there before any call, warm (READY).
+	await poolSettled(d, IDLE, `${IDLE} idle workers at start`);
 	const m0 = await d.metrics();
 	assert.equal(m0['naiberd_workers{state="idle"}'], IDLE);
 	assert.equal(m0['naiberd_workers{state="busy"}'], 0);

@@ -99,6 +99,20 @@ export function pidAlive(pid) {
 	}
 }
 
+/* Is pid the fork server (named naiberd-fork)? */
+export function isForkServer(pid) {
+	try {
+		return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'naiberd-fork';
+	} catch {
+		return false;
+	}
+}
+
+/* The workers of supervisor pid: its children but the fork server. */
+export function workerPidsOf(pid) {
+	return childPids(pid).filter((p) => !isForkServer(p));
+}
+
 /* PIDs whose parent is pid (the workers of a supervisor). */
 export function childPids(pid) {
 	const out = new Set();
@@ -407,19 +421,26 @@ export async function startNaiberd(opts = {}) {
 
 	inst.kill = (sig = 'SIGTERM') => process.kill(proc.pid, sig);
 	inst.alive = () => inst.exitInfo === null && pidAlive(proc.pid);
-	inst.children = () => childPids(proc.pid);
+	/* Workers only: the fork server is a child too (named in the log). */
+	inst.forkServers = () => [...inst.log.matchAll(/fork server (\d+) started/g)].map((m) => Number(m[1]));
+	inst.forkServer = () => inst.forkServers().filter(pidAlive).at(-1) ?? null;
+	inst.allChildren = () => childPids(proc.pid);
+	inst.children = () => {
+		const fs_ = new Set(inst.forkServers());
+		return childPids(proc.pid).filter((p) => !fs_.has(p));
+	};
 	inst.metrics = (token = inst.apiToken) => metrics(port, token);
 	inst.http = (method, p, o) => http(port, method, p, o);
 	inst.stream = (o = {}) => twilioStream(port, { token: inst.authToken, streamUrl: inst.streamUrl, ...o });
 
 	/* SIGTERM, wait (bounded), SIGKILL; then kill any leftover workers. */
 	inst.stop = async (graceMs = 3000) => {
-		for (const c of inst.children()) inst.workerPids.add(c);
+		for (const c of inst.allChildren()) inst.workerPids.add(c);
 		if (inst.exitInfo === null) {
 			try { proc.kill('SIGTERM'); } catch { /* gone */ }
 			const r = await Promise.race([inst.exited, sleep(graceMs).then(() => null)]);
 			if (r === null) {
-				for (const c of inst.children()) inst.workerPids.add(c);
+				for (const c of inst.allChildren()) inst.workerPids.add(c);
 				try { proc.kill('SIGKILL'); } catch { /* gone */ }
 				await withTimeout(inst.exited, 5000, 'supervisor exit after SIGKILL').catch(() => {});
 			}

@@ -18,6 +18,12 @@
 // end of a pipe from this process: when the pipe closes - stop(), normal
 // exit, crash or SIGKILL - it stops the server and removes the directory.
 // Nothing here depends on a system-wide PostgreSQL service.
+//
+//   const pgb = await startPgbouncer(pg);      // pool_mode = transaction
+//   env.DATABASE_URL = pgb.url;                // pgb.stop() (the reaper too)
+//
+// startPgbouncer(pg) runs pg.sh pgb_start in pg.dir on a free loopback
+// port; null if there is no pgbouncer binary (pgbouncerMissing() says so).
 
 import { execFile, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -61,7 +67,7 @@ function freePort() {
 
 /* The reaper: waits for EOF on stdin, then stops and removes dir. */
 function startReaper(dir) {
-	const child = spawn('sh', ['-c', 'cat >/dev/null; . "$0"; pg_stop "$1"; rm -rf "$1"',
+	const child = spawn('sh', ['-c', 'cat >/dev/null; . "$0"; pgb_stop "$1"; pg_stop "$1"; rm -rf "$1"',
 	    PG_SH, dir], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
 	const exited = new Promise((resolve) => child.on('exit', resolve));
 	child.stdin.on('error', () => {});
@@ -121,4 +127,45 @@ export async function startPostgres({ schema = true, port } = {}) {
 		},
 		stop,
 	};
+}
+
+/* The reason startPgbouncer() would return null, or null if it would not. */
+export async function pgbouncerMissing() {
+	try {
+		await sh('. "$0" && pgb_bin', ['-']);
+		return null;
+	} catch (e) {
+		return e.stderr?.trim() || e.message;
+	}
+}
+
+/*
+ * A pgbouncer in transaction mode in front of pg (see pg.sh pgb_start),
+ * stopped by stop() or with pg (its reaper runs pgb_stop first).
+ */
+export async function startPgbouncer(pg) {
+	if (await pgbouncerMissing() !== null)
+		return null;
+	for (let attempt = 0; ; attempt++) {
+		const port = await freePort();
+		try {
+			await sh('. "$0" && pgb_start "$1" "$2" "$3"', [pg.dir, port, pg.port]);
+			return {
+				port,
+				url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+				log: () => {
+					try {
+						return fs.readFileSync(path.join(pg.dir, 'pgbouncer',
+						    'pgbouncer.log'), 'utf8');
+					} catch {
+						return '';
+					}
+				},
+				stop: () => sh('. "$0" && pgb_stop "$1"', [pg.dir]).catch(() => {}),
+			};
+		} catch (e) {
+			await sh('. "$0" && pgb_stop "$1"', [pg.dir]).catch(() => {});
+			if (attempt >= 2) throw e;
+		}
+	}
 }

@@ -16,6 +16,15 @@
 # pg_psql PORT [SQL] run SQL (or stdin) as superuser "postgres" in database
 #		     PG_DB (default "postgres"); stops at the first error;
 #		     unaligned, tuples only, so `$(pg_psql P 'SELECT 1')` is 1.
+# pgb_start DIR PORT PGPORT
+#		     a pgbouncer in DIR/pgbouncer on 127.0.0.1:PORT in front of
+#		     the server on PGPORT: pool_mode = transaction, trust auth
+#		     for "postgres", 4 server connections per pool, at most 20
+#		     clients, the "options" startup parameter ignored (libpq
+#		     sends it; pgbouncer 1.18 refuses it otherwise); returns
+#		     once it answers.  As root it runs as PG_USER.  The
+#		     binary: PGBOUNCER, else PATH, else /usr/sbin/pgbouncer.
+# pgb_stop DIR	     stop it (SIGTERM: at once in 1.18; SIGKILL in 2 s).
 #
 # PG_BINDIR overrides the server binaries (default: newest
 # /usr/lib/postgresql/*/bin).  The URL is
@@ -108,6 +117,81 @@ pg_psql() {
 		    -h 127.0.0.1 -p "$1" -U postgres -d "${PG_DB:-postgres}" \
 		    -f -
 	fi
+}
+
+# The pgbouncer binary: PGBOUNCER, else on PATH, else Debian's.
+pgb_bin() {
+	for _b in "${PGBOUNCER:-}" "$(command -v pgbouncer 2>/dev/null)" \
+	    /usr/sbin/pgbouncer; do
+		if [ -n "$_b" ] && [ -x "$_b" ]; then
+			printf '%s\n' "$_b"
+			return 0
+		fi
+	done
+	echo "pg.sh: no pgbouncer (apt-get install pgbouncer)" >&2
+	return 1
+}
+
+pgb_start() {
+	if [ $# -ne 3 ]; then
+		echo "usage: pgb_start DIR PORT PGPORT" >&2
+		return 2
+	fi
+	_pgb=$1/pgbouncer
+	_pgb_bin=$(pgb_bin) || return 1
+	mkdir -p "$_pgb" || return 1
+	if [ "$(id -u)" -eq 0 ]; then
+		chown "${PG_USER:-postgres}" "$_pgb" || return 1
+	fi
+	printf '"postgres" ""\n' >"$_pgb/userlist.txt" || return 1
+	cat >"$_pgb/pgbouncer.ini" <<-EOF || return 1
+	[databases]
+	* = host=127.0.0.1 port=$3
+	[pgbouncer]
+	listen_addr = 127.0.0.1
+	listen_port = $2
+	unix_socket_dir =
+	auth_type = trust
+	auth_file = $_pgb/userlist.txt
+	pool_mode = transaction
+	default_pool_size = 4
+	max_client_conn = 20
+	ignore_startup_parameters = options
+	pidfile = $_pgb/pgbouncer.pid
+	logfile = $_pgb/pgbouncer.log
+	EOF
+	_pg_as "$_pgb" "$_pgb_bin" -d -q "$_pgb/pgbouncer.ini" || {
+		echo "pg.sh: pgbouncer did not start:" >&2
+		tail -n 20 "$_pgb/pgbouncer.log" >&2
+		return 1
+	}
+	_pgb_n=0
+	until PGCONNECT_TIMEOUT=2 psql -X -q -A -t -h 127.0.0.1 -p "$2" \
+	    -U postgres -d postgres -c 'SELECT 1' >/dev/null 2>&1; do
+		_pgb_n=$((_pgb_n + 1))
+		if [ "$_pgb_n" -ge 100 ]; then
+			echo "pg.sh: pgbouncer does not answer on $2" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+pgb_stop() {
+	if [ $# -ne 1 ]; then
+		echo "usage: pgb_stop DIR" >&2
+		return 2
+	fi
+	[ -f "$1/pgbouncer/pgbouncer.pid" ] || return 0
+	_pgb_pid=$(cat "$1/pgbouncer/pgbouncer.pid") || return 1
+	kill -TERM "$_pgb_pid" 2>/dev/null || return 0
+	_pgb_n=0
+	while kill -0 "$_pgb_pid" 2>/dev/null && [ "$_pgb_n" -lt 20 ]; do
+		_pgb_n=$((_pgb_n + 1))
+		sleep 0.1
+	done
+	kill -KILL "$_pgb_pid" 2>/dev/null
+	return 0
 }
 
 # Run as a command: `sh pg.sh start DIR PORT`.  Sourced, $0 is the

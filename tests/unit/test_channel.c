@@ -446,6 +446,106 @@ test_done(void **state)
 }
 
 static void
+test_ready(void **state)
+{
+	struct pair		*p = *state;
+	static struct chan_msg	 m;
+	struct msg_ready	 rd;
+	static uint8_t		 buf[HDR + sizeof(rd)];
+	const char		*why;
+	size_t			 n;
+
+	memset(&rd, 0, sizeof(rd));
+	rd.rd_pid = 4242;
+	rd.rd_flags = READY_REDIS | READY_HTTP;
+	rd.rd_warm_ns = 12345678;
+	assert_int_equal(chan_send_ready(p->sp[1], 9, &rd), 0);
+	assert_int_equal(chan_recv(p->sp[0], &m, &why), 1);
+	assert_int_equal(m.cm_hdr.mh_type, MSG_READY);
+	assert_int_equal(m.cm_hdr.mh_ref, 9);
+	assert_memory_equal(&m.cm_u.ready, &rd, sizeof(rd));
+	assert_int_equal(m.cm_fd, -1);
+	/* A pid must be a pid. */
+	rd.rd_pid = 0;
+	n = mk(buf, MSG_READY, sizeof(rd), &rd, sizeof(rd));
+	expect_decode_reject(buf, n, -1, 0);
+	rd.rd_pid = -5;
+	n = mk(buf, MSG_READY, sizeof(rd), &rd, sizeof(rd));
+	expect_decode_reject(buf, n, -1, 0);
+	n = mk(buf, MSG_READY, sizeof(rd) - 1, &rd, sizeof(rd) - 1);
+	expect_decode_reject(buf, n, -1, 0);
+}
+
+/* SPAWN carries the worker's end of its channel, and must. */
+static void
+test_spawn(void **state)
+{
+	struct pair		*p = *state;
+	static struct chan_msg	 m;
+	const char		*why;
+	static uint8_t		 buf[HDR + 4];
+	size_t			 n;
+	char			 c;
+
+	assert_int_equal(chan_send_spawn(p->sp[0], 77, p->pp[1]), 0);
+	assert_int_equal(chan_recv(p->sp[1], &m, &why), 1);
+	assert_int_equal(m.cm_hdr.mh_type, MSG_SPAWN);
+	assert_int_equal(m.cm_hdr.mh_ref, 77);
+	assert_true(m.cm_fd >= 0);
+	assert_int_equal(write(m.cm_fd, "S", 1), 1);
+	assert_int_equal(read(p->pp[0], &c, 1), 1);
+	assert_int_equal(c, 'S');
+	close(m.cm_fd);
+	n = mk(buf, MSG_SPAWN, 0, NULL, 0);
+	send_raw(p->sp[0], buf, n, NULL, 0);
+	expect_recv_reject(p->sp[1], "SPAWN without fd");
+	/* A payload on SPAWN: rejected, its fd closed. */
+	n = mk(buf, MSG_SPAWN, 4, "abcd", 4);
+	send_raw(p->sp[0], buf, n, &p->pp[1], 1);
+	expect_recv_reject(p->sp[1], "SPAWN with payload");
+	expect_pipe_eof(p);
+}
+
+static void
+test_spawned(void **state)
+{
+	struct pair		*p = *state;
+	static struct chan_msg	 m;
+	struct msg_spawned	 sp;
+	static uint8_t		 buf[HDR + sizeof(sp)];
+	const char		*why;
+	size_t			 n;
+
+	assert_int_equal(chan_send_spawned(p->sp[1], 5, 31337, 0), 0);
+	assert_int_equal(chan_recv(p->sp[0], &m, &why), 1);
+	assert_int_equal(m.cm_hdr.mh_type, MSG_SPAWNED);
+	assert_int_equal(m.cm_u.spawned.sp_pid, 31337);
+	assert_int_equal(m.cm_u.spawned.sp_errno, 0);
+	assert_int_equal(chan_send_spawned(p->sp[1], 6, 0, EAGAIN), 0);
+	assert_int_equal(chan_recv(p->sp[0], &m, &why), 1);
+	assert_int_equal(m.cm_u.spawned.sp_pid, 0);
+	assert_int_equal(m.cm_u.spawned.sp_errno, EAGAIN);
+	/* A pid and an error, or neither, or a negative pid: refused. */
+	memset(&sp, 0, sizeof(sp));
+	n = mk(buf, MSG_SPAWNED, sizeof(sp), &sp, sizeof(sp));
+	expect_decode_reject(buf, n, -1, 0);
+	sp.sp_pid = 10;
+	sp.sp_errno = EAGAIN;
+	n = mk(buf, MSG_SPAWNED, sizeof(sp), &sp, sizeof(sp));
+	expect_decode_reject(buf, n, -1, 0);
+	sp.sp_pid = -1;
+	n = mk(buf, MSG_SPAWNED, sizeof(sp), &sp, sizeof(sp));
+	expect_decode_reject(buf, n, -1, 0);
+	/* No descriptor may ride on it. */
+	sp.sp_pid = 10;
+	sp.sp_errno = 0;
+	n = mk(buf, MSG_SPAWNED, sizeof(sp), &sp, sizeof(sp));
+	send_raw(p->sp[0], buf, n, &p->pp[1], 1);
+	expect_recv_reject(p->sp[1], "SPAWNED with fd");
+	expect_pipe_eof(p);
+}
+
+static void
 test_type_names(void **state)
 {
 	(void)state;
@@ -455,6 +555,9 @@ test_type_names(void **state)
 	assert_string_equal(chan_type_name(MSG_ACCEPTED), "ACCEPTED");
 	assert_string_equal(chan_type_name(MSG_CALL_INFO), "CALL_INFO");
 	assert_string_equal(chan_type_name(MSG_DONE), "DONE");
+	assert_string_equal(chan_type_name(MSG_READY), "READY");
+	assert_string_equal(chan_type_name(MSG_SPAWN), "SPAWN");
+	assert_string_equal(chan_type_name(MSG_SPAWNED), "SPAWNED");
 	assert_string_equal(chan_type_name(0), "unknown");
 	assert_string_equal(chan_type_name(MSG_TYPE_MAX), "unknown");
 	assert_string_equal(chan_type_name(0xffffffff), "unknown");
@@ -953,6 +1056,9 @@ main(void)
 		T(test_accepted),
 		T(test_call_info),
 		T(test_done),
+		T(test_ready),
+		T(test_spawn),
+		T(test_spawned),
 		T(test_type_names),
 		T(test_reject_short),
 		T(test_reject_len_mismatch),

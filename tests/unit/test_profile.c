@@ -12,6 +12,13 @@
  * phones, refused ports, failover to a second host on a new socket, a
  * peer that never answers, a query that never ends (statement_timeout,
  * application_name), concurrent loads, and no password in the log.
+ * Warm connections (profile_conn_*): a load on one makes no new
+ * connection and leaves it reusable, a load on one not ready falls
+ * back, a statement that cannot be prepared, the server ending the idle
+ * session (before a check, with a check, noticed by the loop) or the
+ * busy one, a peer that never answers, closing one under a load; last,
+ * through a pgbouncer in transaction mode (skipped without the binary):
+ * 42P05 on prepare, 26000 on execute, loads over many backends.
  * Needs pg.sh and schema.sql: run from the source tree or set
  * NAIBERD_SRCDIR.
  */
@@ -36,6 +43,8 @@
 #include <cmocka.h>
 
 #include "testlib.h"
+
+#include <libpq-fe.h>
 
 #include <event2/event.h>
 
@@ -69,6 +78,13 @@ static struct {
 } srv = { .reaper = -1, .reaper_fd = -1 };
 
 static int	cb_total;	/* callbacks, all loads */
+
+/* What a profile_conn_open() ready_cb was told. */
+struct rdy {
+	int	n;
+	int	ok;
+	char	err[64];
+};
 
 static int	sh_run(char *, size_t, const char *, ...);
 static int	reaper_start(void);
@@ -108,6 +124,31 @@ static void	test_silent_peer(void **);
 static void	test_slow_query(void **);
 static void	test_bad_args(void **);
 static void	test_no_password_logged(void **);
+static int	psql_db(const char *, const char *, char *, size_t);
+static int	naiberd_backends(const char *, char *, size_t);
+static void	wait_backends(const char *, const char *);
+static void	rdy_cb(int, const char *, void *);
+static struct profile_conn *warm_open(struct event_base *, const char *,
+		    long, struct rdy *);
+static void	wait_ready(struct event_base *, struct profile_conn *, long);
+static void	load_warm(struct event_base *, struct profile_conn *,
+		    const char *, const char *, long, struct res *);
+static void	warm_url(char *, size_t);
+static void	dead_url(char *, size_t);
+static void	test_warm_load(void **);
+static void	test_warm_not_ready(void **);
+static void	test_warm_terminated(void **);
+static void	test_warm_break_busy(void **);
+static void	test_warm_silent(void **);
+static void	test_warm_close_busy(void **);
+static void	test_warm_bad_args(void **);
+static void	terminate_warm(void);
+static int	count_of(const char *, const char *);
+static void	pgb_lost_statement(struct event_base *,
+		    struct profile_conn *, const char *, const char *);
+static void	pgb_rounds(struct event_base *, struct profile_conn **,
+		    const char *, int);
+static void	test_pgbouncer(void **);
 
 /*
  * u-ret has seven summaries (c1 oldest .. c7 newest) and one inactive
@@ -184,6 +225,18 @@ static const char slow_fixture[] =
     "CREATE VIEW users AS SELECT u.* FROM users_real u,"
     " LATERAL (SELECT pg_sleep(30)) s;";
 
+/*
+ * Database "warm" for warm connections: one person, behind a view that
+ * sleeps 30 s while table "stall" holds a row (a query to interrupt).
+ */
+static const char warm_fixture[] =
+    "ALTER TABLE users RENAME TO users_real;"
+    "CREATE TABLE stall (x int);"
+    "INSERT INTO users_real (\"id\", \"name\", \"phone\") VALUES"
+    " ('w-1', 'Warm', '+15550000002');"
+    "CREATE VIEW users AS SELECT u.* FROM users_real u,"
+    " LATERAL (SELECT count(pg_sleep(30)) FROM stall) s;";
+
 /* --- helpers -------------------------------------------------------- */
 
 /*
@@ -259,8 +312,9 @@ reaper_start(void)
 		while (read(fds[0], &c, 1) != 0 && (errno == EINTR ||
 		    errno == 0))
 			errno = 0;
-		execl("/bin/sh", "sh", "-c", ". \"$0\"; pg_stop \"$1\";"
-		    " rm -rf \"$1\"", srv.pgsh, srv.dir, (char *)NULL);
+		execl("/bin/sh", "sh", "-c", ". \"$0\"; pgb_stop \"$1\";"
+		    " pg_stop \"$1\"; rm -rf \"$1\"", srv.pgsh, srv.dir,
+		    (char *)NULL);
 		_exit(127);
 	}
 	close(fds[0]);
@@ -323,9 +377,11 @@ grp_setup(void **state)
 	    " pg_psql \"$1\" || exit 1; done &&"
 	    " pg_psql \"$1\" \"$4\" && pg_psql \"$1\" \"$5\" &&"
 	    " pg_psql \"$1\" 'CREATE DATABASE slow' && PG_DB=slow &&"
-	    " pg_psql \"$1\" < \"$2\" && pg_psql \"$1\" \"$6\"",
+	    " pg_psql \"$1\" < \"$2\" && pg_psql \"$1\" \"$6\" &&"
+	    " pg_psql \"$1\" 'CREATE DATABASE warm' && PG_DB=warm &&"
+	    " pg_psql \"$1\" < \"$2\" && pg_psql \"$1\" \"$7\"",
 	    srv.portstr, srv.schema, fixtures, alt_fixture, dup_fixture,
-	    slow_fixture, NULL) != 0)
+	    slow_fixture, warm_fixture, NULL) != 0)
 		return -1;
 	return 0;
 }
@@ -1080,6 +1136,623 @@ test_no_password_logged(void **state)
 	assert_non_null(strstr(log, "withheld"));
 }
 
+/* --- warm connections ----------------------------------------------- */
+
+static int
+psql_db(const char *db, const char *sql, char *out, size_t outsz)
+{
+	return sh_run(out, outsz, ". \"$0\" && PG_DB=\"$3\" pg_psql \"$1\""
+	    " \"$2\"", srv.portstr, sql, db, NULL) == 0 ? 0 : -1;
+}
+
+/* Pids of our sessions in db, one a line. */
+static int
+naiberd_backends(const char *db, char *out, size_t outsz)
+{
+	char	sql[256];
+
+	snprintf(sql, sizeof(sql), "SELECT pid FROM pg_stat_activity"
+	    " WHERE datname = '%s' AND application_name = 'naiberd'"
+	    " ORDER BY pid", db);
+	return psql_db("postgres", sql, out, outsz);
+}
+
+/* Until naiberd_backends(db) says want (a backend exits after us). */
+static void
+wait_backends(const char *db, const char *want)
+{
+	struct timespec	t0;
+	char		out[256];
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		assert_int_equal(naiberd_backends(db, out, sizeof(out)), 0);
+		if (strcmp(out, want) == 0)
+			return;
+		usleep(20 * 1000);
+	} while (tl_ms_since(&t0) < 5000);
+	fail_msg("backends in %s: \"%s\", want \"%s\"", db, out, want);
+}
+
+static void
+rdy_cb(int ok, const char *err, void *arg)
+{
+	struct rdy	*r = arg;
+
+	r->n++;
+	r->ok = ok;
+	snprintf(r->err, sizeof(r->err), "%s", err != NULL ? err : "");
+}
+
+/* Opens one and waits for its ready_cb: never from inside, once. */
+static struct profile_conn *
+warm_open(struct event_base *b, const char *url, long ms, struct rdy *r)
+{
+	struct profile_conn	*pc;
+
+	memset(r, 0, sizeof(*r));
+	assert_non_null(pc = profile_conn_open(b, url, ms, rdy_cb, r));
+	assert_int_equal(r->n, 0);
+	assert_false(profile_conn_ready(pc));
+	assert_true(wait_n(b, &r->n, 1, ms + 3000));
+	event_base_loop(b, EVLOOP_NONBLOCK);
+	assert_int_equal(r->n, 1);
+	assert_int_equal(profile_conn_ready(pc), r->ok);
+	return pc;
+}
+
+static void
+wait_ready(struct event_base *b, struct profile_conn *pc, long ms)
+{
+	struct timeval	 tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct event	*t;
+	int		 expired = 0;
+
+	assert_non_null(t = evtimer_new(b, tl_deadline_cb, &expired));
+	evtimer_add(t, &tv);
+	while (!profile_conn_ready(pc) && !expired)
+		event_base_loop(b, EVLOOP_ONCE);
+	event_free(t);
+	assert_true(profile_conn_ready(pc));
+}
+
+/*
+ * As load_on(), on pc: no event left behind but pc's idle watch, there
+ * while it is ready.
+ */
+static void
+load_warm(struct event_base *b, struct profile_conn *pc, const char *url,
+    const char *phone, long ms, struct res *r)
+{
+	int	n0, ready0;
+
+	n0 = event_base_get_num_events(b,
+	    EVENT_BASE_COUNT_ADDED | EVENT_BASE_COUNT_ACTIVE);
+	ready0 = profile_conn_ready(pc);
+	memset(r, 0, sizeof(*r));
+	clock_gettime(CLOCK_MONOTONIC, &r->t0);
+	assert_int_equal(profile_load_on(pc, b, url, phone, ms, res_cb, r),
+	    0);
+	assert_int_equal(r->n, 0);
+	assert_true(wait_n(b, &r->n, 1, ms + 3000));
+	event_base_loop(b, EVLOOP_NONBLOCK);
+	assert_int_equal(r->n, 1);
+	assert_int_equal(event_base_get_num_events(b,
+	    EVENT_BASE_COUNT_ADDED | EVENT_BASE_COUNT_ACTIVE),
+	    n0 - ready0 + profile_conn_ready(pc));
+}
+
+static void
+warm_url(char *url, size_t size)
+{
+	snprintf(url, size, "postgres://postgres@127.0.0.1:%d/warm",
+	    srv.port);
+}
+
+/*
+ * Nothing listens there: a load given it as its fallback URL that
+ * succeeds must have used the warm connection.
+ */
+static void
+dead_url(char *url, size_t size)
+{
+	snprintf(url, size, "postgres://postgres@127.0.0.1:%d/warm",
+	    tl_free_port());
+}
+
+/*
+ * Loads on the warm connection: the row, no new backend (the fallback
+ * URL leads nowhere, the one backend keeps its pid), reusable after a
+ * person, an unknown phone and an injection-shaped one.
+ */
+static void
+test_warm_load(void **state)
+{
+	struct event_base	*b;
+	struct profile_conn	*pc;
+	struct rdy		 rd;
+	struct res		 r;
+	char			 url[128], dead[128], before[64], after[64];
+	int			 i;
+
+	(void)state;
+	warm_url(url, sizeof(url));
+	dead_url(dead, sizeof(dead));
+	wait_backends("warm", "");
+	assert_non_null(b = event_base_new());
+	pc = warm_open(b, url, 3000, &rd);
+	assert_true(rd.ok);
+	assert_string_equal(rd.err, "");
+	assert_int_equal(naiberd_backends("warm", before, sizeof(before)), 0);
+	assert_true(before[0] != '\0' && strchr(before, '\n') == NULL);
+	for (i = 0; i < 3; i++) {
+		load_warm(b, pc, dead, "+15550000002", 3000, &r);
+		if (r.st != PROFILE_OK)
+			fail_msg("load %d: status %d (%s)", i, r.st, r.err);
+		assert_string_equal(r.p->p_id, "w-1");
+		assert_string_equal(r.p->p_name, "Warm");
+		assert_true(profile_conn_ready(pc));
+		res_done(&r);
+	}
+	load_warm(b, pc, dead, "+15559999999", 3000, &r);
+	assert_int_equal(r.st, PROFILE_UNKNOWN);
+	load_warm(b, pc, dead, "+1' OR '1'='1", 3000, &r);
+	assert_int_equal(r.st, PROFILE_UNKNOWN);
+	assert_true(profile_conn_ready(pc));
+	assert_int_equal(naiberd_backends("warm", after, sizeof(after)), 0);
+	assert_string_equal(after, before);
+	/* A check on a healthy one changes nothing. */
+	profile_conn_check(pc);
+	assert_true(profile_conn_ready(pc));
+	profile_conn_close(pc);
+	assert_int_equal(event_base_get_num_events(b,
+	    EVENT_BASE_COUNT_ADDED | EVENT_BASE_COUNT_ACTIVE), 0);
+	event_base_free(b);
+	wait_backends("warm", "");
+	assert_int_equal(rd.n, 1);
+}
+
+/*
+ * Not ready yet, or never (the statement does not prepare in template1,
+ * which has no users): each load goes fresh and answers as profile_load.
+ */
+static void
+test_warm_not_ready(void **state)
+{
+	struct event_base	*b;
+	struct profile_conn	*pc;
+	struct rdy		 rd;
+	struct res		 r;
+	char			 url[128], log[4096];
+	int			 saved;
+
+	(void)state;
+	warm_url(url, sizeof(url));
+	assert_non_null(b = event_base_new());
+	memset(&rd, 0, sizeof(rd));
+	assert_non_null(pc = profile_conn_open(b, url, 3000, rdy_cb, &rd));
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(profile_load_on(pc, b, url, "+15550000002", 3000,
+	    res_cb, &r), 0);
+	assert_true(wait_n(b, &r.n, 1, 6000));
+	assert_int_equal(r.st, PROFILE_OK);
+	assert_string_equal(r.p->p_id, "w-1");
+	res_done(&r);
+	assert_true(wait_n(b, &rd.n, 1, 3000));
+	assert_true(rd.ok);
+	profile_conn_close(pc);
+
+	/* No pc at all: profile_load. */
+	load_warm(b, NULL, url, "+15550000002", 3000, &r);
+	assert_int_equal(r.st, PROFILE_OK);
+	res_done(&r);
+
+	snprintf(url, sizeof(url), "postgres://postgres@127.0.0.1:%d/template1",
+	    srv.port);
+	cap_begin(&saved);
+	pc = warm_open(b, url, 3000, &rd);
+	load_warm(b, pc, url, "+15550000002", 3000, &r);
+	cap_end(saved, log, sizeof(log));
+	assert_false(rd.ok);
+	assert_string_equal(rd.err, "prepare failed");
+	assert_non_null(strstr(log, "cannot prepare"));
+	assert_int_equal(r.st, PROFILE_ERROR);
+	assert_string_equal(r.err, "query failed");
+	assert_non_null(strstr(log, "42P01"));
+	profile_conn_close(pc);
+	event_base_free(b);
+	wait_backends("warm", "");
+}
+
+static void
+terminate_warm(void)
+{
+	char	out[32];
+
+	assert_int_equal(psql_db("postgres", "SELECT count("
+	    "pg_terminate_backend(pid)) FROM pg_stat_activity WHERE"
+	    " datname = 'warm' AND application_name = 'naiberd'", out,
+	    sizeof(out)), 0);
+	assert_string_equal(out, "1");
+	/* Gone: its FATAL and FIN are on our socket. */
+	wait_backends("warm", "");
+}
+
+/*
+ * The server ends the idle session (pg_terminate_backend): a load right
+ * after still succeeds on a fresh connection and drops the dead one; a
+ * check reconnects; and the loop alone notices the next time.
+ */
+static void
+test_warm_terminated(void **state)
+{
+	struct event_base	*b;
+	struct profile_conn	*pc;
+	struct rdy		 rd;
+	struct res		 r;
+	char			 url[128], dead[128], pid1[64], pid2[64];
+	char			 log[4096];
+	int			 saved;
+
+	(void)state;
+	warm_url(url, sizeof(url));
+	dead_url(dead, sizeof(dead));
+	assert_non_null(b = event_base_new());
+	pc = warm_open(b, url, 3000, &rd);
+	assert_true(rd.ok);
+	terminate_warm();
+	cap_begin(&saved);
+	load_warm(b, pc, url, "+15550000002", 3000, &r);
+	cap_end(saved, log, sizeof(log));
+	if (r.st != PROFILE_OK)
+		fail_msg("status %d (%s)", r.st, r.err);
+	assert_string_equal(r.p->p_id, "w-1");
+	res_done(&r);
+	assert_non_null(strstr(log, "warm connection is gone"));
+	assert_false(profile_conn_ready(pc));
+
+	profile_conn_check(pc);
+	wait_ready(b, pc, 3000);
+	load_warm(b, pc, dead, "+15550000002", 3000, &r);
+	assert_int_equal(r.st, PROFILE_OK);
+	res_done(&r);
+	assert_int_equal(naiberd_backends("warm", pid1, sizeof(pid1)), 0);
+
+	/* No check: its idle watch sees the end and reconnects. */
+	terminate_warm();
+	assert_false(wait_n(b, &rd.n, 2, 300));
+	wait_ready(b, pc, 3000);
+	assert_int_equal(naiberd_backends("warm", pid2, sizeof(pid2)), 0);
+	assert_true(pid2[0] != '\0');
+	assert_string_not_equal(pid1, pid2);
+	load_warm(b, pc, dead, "+15550000002", 3000, &r);
+	assert_int_equal(r.st, PROFILE_OK);
+	res_done(&r);
+	/* ready_cb was for the first open only. */
+	assert_int_equal(rd.n, 1);
+	profile_conn_close(pc);
+	event_base_free(b);
+	wait_backends("warm", "");
+}
+
+/*
+ * The session ends during the query (it sleeps on "stall"): the load
+ * goes on with a fresh connection within its deadline.
+ */
+static void
+test_warm_break_busy(void **state)
+{
+	struct event_base	*b;
+	struct profile_conn	*pc;
+	struct timespec		 t;
+	struct rdy		 rd;
+	struct res		 r;
+	char			 url[128], out[32];
+	static const char	 q[] = "SELECT count(*) FROM pg_stat_activity"
+	    " WHERE application_name = 'naiberd' AND state = 'active'"
+	    " AND datname = 'warm'";
+
+	(void)state;
+	warm_url(url, sizeof(url));
+	assert_int_equal(psql_db("warm", "INSERT INTO stall VALUES (1)",
+	    NULL, 0), 0);
+	assert_non_null(b = event_base_new());
+	pc = warm_open(b, url, 3000, &rd);
+	memset(&r, 0, sizeof(r));
+	clock_gettime(CLOCK_MONOTONIC, &r.t0);
+	assert_int_equal(profile_load_on(pc, b, url, "+15550000002", 5000,
+	    res_cb, &r), 0);
+	for (;;) {
+		assert_false(wait_n(b, &r.n, 1, 100));
+		assert_int_equal(psql_db("postgres", q, out, sizeof(out)), 0);
+		if (strcmp(out, "1") == 0)
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (t.tv_sec - r.t0.tv_sec > 3)
+			fail_msg("the query never showed up as active");
+	}
+	assert_int_equal(psql_db("warm", "DELETE FROM stall", NULL, 0), 0);
+	terminate_warm();
+	assert_true(wait_n(b, &r.n, 1, 6000));
+	if (r.st != PROFILE_OK)
+		fail_msg("status %d (%s)", r.st, r.err);
+	assert_string_equal(r.p->p_id, "w-1");
+	assert_true(r.ms < 5000);
+	res_done(&r);
+	assert_false(profile_conn_ready(pc));
+	profile_conn_check(pc);
+	wait_ready(b, pc, 3000);
+	profile_conn_close(pc);
+	event_base_free(b);
+	wait_backends("warm", "");
+}
+
+/*
+ * A peer that accepts and never answers: ready_cb says timeout at the
+ * deadline; a load then goes fresh and times out too; a check tries
+ * again, silently (ready_cb is told once).
+ */
+static void
+test_warm_silent(void **state)
+{
+	struct sockaddr_in	 sin;
+	socklen_t		 len = sizeof(sin);
+	struct event_base	*b;
+	struct profile_conn	*pc;
+	struct timespec		 t0;
+	struct rdy		 rd;
+	struct res		 r;
+	char			 url[128];
+	int			 s;
+
+	(void)state;
+	assert_true((s = socket(AF_INET, SOCK_STREAM, 0)) != -1);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(s, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(s, 16), 0);
+	assert_int_equal(getsockname(s, (struct sockaddr *)&sin, &len), 0);
+	snprintf(url, sizeof(url), "postgres://postgres@127.0.0.1:%d/postgres",
+	    ntohs(sin.sin_port));
+	assert_non_null(b = event_base_new());
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pc = warm_open(b, url, 400, &rd);
+	within(tl_ms_since(&t0), 400);
+	assert_false(rd.ok);
+	assert_string_equal(rd.err, "timeout");
+	load_warm(b, pc, url, "+15550000001", 400, &r);
+	assert_int_equal(r.st, PROFILE_ERROR);
+	assert_string_equal(r.err, "timeout");
+	within(r.ms, 400);
+	profile_conn_check(pc);
+	assert_false(profile_conn_ready(pc));
+	assert_false(wait_n(b, &rd.n, 2, 800));
+	assert_false(profile_conn_ready(pc));
+	assert_int_equal(event_base_get_num_events(b,
+	    EVENT_BASE_COUNT_ADDED | EVENT_BASE_COUNT_ACTIVE), 0);
+	profile_conn_close(pc);
+	event_base_free(b);
+	close(s);
+}
+
+/* Closed while lent: the load finishes, on that connection. */
+static void
+test_warm_close_busy(void **state)
+{
+	struct event_base	*b;
+	struct profile_conn	*pc;
+	struct rdy		 rd;
+	struct res		 r;
+	char			 url[128], dead[128];
+
+	(void)state;
+	warm_url(url, sizeof(url));
+	dead_url(dead, sizeof(dead));
+	assert_non_null(b = event_base_new());
+	pc = warm_open(b, url, 3000, &rd);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(profile_load_on(pc, b, dead, "+15550000002", 3000,
+	    res_cb, &r), 0);
+	profile_conn_close(pc);
+	assert_true(wait_n(b, &r.n, 1, 6000));
+	event_base_loop(b, EVLOOP_NONBLOCK);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.st, PROFILE_OK);
+	res_done(&r);
+	assert_int_equal(event_base_get_num_events(b,
+	    EVENT_BASE_COUNT_ADDED | EVENT_BASE_COUNT_ACTIVE), 0);
+	event_base_free(b);
+	wait_backends("warm", "");
+}
+
+static void
+test_warm_bad_args(void **state)
+{
+	struct event_base	*b, *b2;
+	struct profile_conn	*pc;
+	struct rdy		 rd;
+	struct res		 r;
+	char			 url[128], log[4096];
+	int			 saved;
+
+	(void)state;
+	warm_url(url, sizeof(url));
+	memset(&rd, 0, sizeof(rd));
+	memset(&r, 0, sizeof(r));
+	assert_non_null(b = event_base_new());
+	assert_non_null(b2 = event_base_new());
+	cap_begin(&saved);
+	assert_null(profile_conn_open(NULL, url, 100, rdy_cb, &rd));
+	assert_null(profile_conn_open(b, NULL, 100, rdy_cb, &rd));
+	assert_null(profile_conn_open(b, url, 0, rdy_cb, &rd));
+	assert_null(profile_conn_open(b, url, 100, NULL, &rd));
+	assert_null(profile_conn_open(b, "postgres://u:S3cr%zzEt@h/db", 100,
+	    rdy_cb, &rd));
+	cap_end(saved, log, sizeof(log));
+	assert_null(strstr(log, "S3cr"));
+	assert_non_null(strstr(log, "DATABASE_URL"));
+	assert_false(profile_conn_ready(NULL));
+	profile_conn_check(NULL);
+	profile_conn_close(NULL);
+	/* Another base than its own. */
+	pc = warm_open(b, url, 3000, &rd);
+	assert_int_equal(profile_load_on(pc, b2, url, "+1", 100, res_cb, &r),
+	    -1);
+	assert_int_equal(profile_load_on(pc, b, url, "", 100, res_cb, &r),
+	    -1);
+	assert_true(profile_conn_ready(pc));
+	profile_conn_close(pc);
+	event_base_loop(b, EVLOOP_NONBLOCK);
+	assert_int_equal(r.n, 0);
+	assert_int_equal(rd.n, 1);
+	assert_int_equal(event_base_get_num_events(b,
+	    EVENT_BASE_COUNT_ADDED | EVENT_BASE_COUNT_ACTIVE), 0);
+	event_base_free(b2);
+	event_base_free(b);
+	wait_backends("warm", "");
+}
+
+/* Occurrences of needle in hay. */
+static int
+count_of(const char *hay, const char *needle)
+{
+	int	n = 0;
+
+	while ((hay = strstr(hay, needle)) != NULL) {
+		n++;
+		hay++;
+	}
+	return n;
+}
+
+#define NPGB	4
+
+/*
+ * The first load on pc while another client's transaction holds the
+ * backend that every warm connection prepared on (the pool's only one):
+ * the Execute lands on a new backend, which says 26000.
+ */
+static void
+pgb_lost_statement(struct event_base *b, struct profile_conn *pc,
+    const char *url, const char *dead)
+{
+	struct res	 r;
+	PGconn		*hold;
+	PGresult	*res;
+
+	hold = PQconnectdb(url);
+	assert_int_equal(PQstatus(hold), CONNECTION_OK);
+	PQclear(PQexec(hold, "BEGIN"));
+	res = PQexec(hold, "SELECT 1");
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	PQclear(res);
+	load_warm(b, pc, dead, "+15550000002", 3000, &r);
+	PQclear(PQexec(hold, "COMMIT"));
+	PQfinish(hold);
+	if (r.st != PROFILE_OK)
+		fail_msg("status %d (%s)", r.st, r.err);
+	assert_string_equal(r.p->p_id, "u-ret");
+	res_done(&r);
+}
+
+/* Concurrent loads on every pc, rounds times: each its own row. */
+static void
+pgb_rounds(struct event_base *b, struct profile_conn **pc,
+    const char *dead, int rounds)
+{
+	struct res	r[NPGB];
+	int		i, round;
+
+	for (round = 0; round < rounds; round++) {
+		cb_total = 0;
+		for (i = 0; i < NPGB; i++) {
+			memset(&r[i], 0, sizeof(r[i]));
+			assert_int_equal(profile_load_on(pc[i], b, dead,
+			    i == 1 ? "+15550000001" : "+15550000002", 3000,
+			    res_cb, &r[i]), 0);
+		}
+		assert_true(wait_n(b, &cb_total, NPGB, 6000));
+		for (i = 0; i < NPGB; i++) {
+			if (r[i].st != PROFILE_OK)
+				fail_msg("round %d, %d: status %d (%s)", round,
+				    i, r[i].st, r[i].err);
+			assert_string_equal(r[i].p->p_id, i == 1 ? "u-first" :
+			    "u-ret");
+			assert_true(profile_conn_ready(pc[i]));
+			res_done(&r[i]);
+		}
+	}
+}
+
+/*
+ * pgbouncer 1.18, transaction mode: each transaction runs on any of its
+ * server connections.  Warm connections 2..4 prepare on the backend the
+ * first did (42P05: fine); a load that lands elsewhere gets 26000 and is
+ * redone unnamed, once, logged once; from then on every load, concurrent
+ * ones on several warm connections spread over the backends, succeeds
+ * without a fallback, and a new warm connection skips the prepare.
+ * Last in the list: pl_unnamed stays set for the process.
+ */
+static void
+test_pgbouncer(void **state)
+{
+	struct event_base	*b;
+	struct profile_conn	*pc[NPGB];
+	struct rdy		 rd[NPGB];
+	struct res		 r;
+	char			 url[128], dead[128], port[16], log[8192];
+	char			 pids[256];
+	int			 i, saved, pgb;
+
+	(void)state;
+	/* An argument: pg.sh sourced with none shows its usage. */
+	if (sh_run(NULL, 0, ". \"$0\" && pgb_bin >/dev/null 2>&1", srv.dir,
+	    NULL) != 0) {
+		fprintf(stderr, "# no pgbouncer (apt-get install pgbouncer):"
+		    " skipped\n");
+		skip();
+	}
+	pgb = tl_free_port();
+	snprintf(port, sizeof(port), "%d", pgb);
+	assert_int_equal(sh_run(NULL, 0, ". \"$0\" && pgb_start \"$1\" \"$2\""
+	    " \"$3\"", srv.dir, port, srv.portstr, NULL), 0);
+	snprintf(url, sizeof(url), "postgres://postgres@127.0.0.1:%d/postgres",
+	    pgb);
+	dead_url(dead, sizeof(dead));
+	assert_non_null(b = event_base_new());
+
+	cap_begin(&saved);
+	/* A plain load: our startup options are ignored, not refused. */
+	load_warm(b, NULL, url, "+15550000002", 3000, &r);
+	assert_int_equal(r.st, PROFILE_OK);
+	res_done(&r);
+	for (i = 0; i < NPGB; i++) {
+		pc[i] = warm_open(b, url, 3000, &rd[i]);
+		assert_true(rd[i].ok);
+	}
+	pgb_lost_statement(b, pc[0], url, dead);
+	pgb_rounds(b, pc, dead, 3);
+	profile_conn_close(pc[0]);
+	pc[0] = warm_open(b, url, 3000, &rd[0]);
+	pgb_rounds(b, pc, dead, 1);
+	cap_end(saved, log, sizeof(log));
+	assert_int_equal(count_of(log, "does not keep prepared statements"),
+	    1);
+	assert_int_equal(count_of(log, "warm connection failed"), 0);
+	assert_int_equal(count_of(log, "warm connection is gone"), 0);
+	assert_int_equal(count_of(log, " warn: "), 0);
+	/* pgbouncer's server connections: the loads used several. */
+	assert_int_equal(naiberd_backends("postgres", pids, sizeof(pids)), 0);
+	if (count_of(pids, "\n") < 1)
+		fail_msg("one backend behind pgbouncer: %s", pids);
+	for (i = 0; i < NPGB; i++)
+		profile_conn_close(pc[i]);
+	event_base_free(b);
+	assert_int_equal(sh_run(NULL, 0, ". \"$0\" && pgb_stop \"$1\"",
+	    srv.dir, NULL), 0);
+}
+
 int
 main(void)
 {
@@ -1104,6 +1777,15 @@ main(void)
 		cmocka_unit_test(test_slow_query),
 		cmocka_unit_test(test_bad_args),
 		cmocka_unit_test(test_no_password_logged),
+		cmocka_unit_test(test_warm_load),
+		cmocka_unit_test(test_warm_not_ready),
+		cmocka_unit_test(test_warm_terminated),
+		cmocka_unit_test(test_warm_break_busy),
+		cmocka_unit_test(test_warm_silent),
+		cmocka_unit_test(test_warm_close_busy),
+		cmocka_unit_test(test_warm_bad_args),
+		/* Last: it leaves the process on unnamed statements. */
+		cmocka_unit_test(test_pgbouncer),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
