@@ -36,7 +36,8 @@ SUPERV	 = supervisor/main.c supervisor/supervisor.c supervisor/listener.c \
 	   supervisor/router.c supervisor/api_ops.c supervisor/pool.c \
 	   supervisor/metrics.c supervisor/api_call.c supervisor/api_twilio.c \
 	   supervisor/placed.c supervisor/ngrok.c supervisor/orphan.c \
-	   supervisor/ready.c supervisor/forksrv.c
+	   supervisor/ready.c supervisor/forksrv.c supervisor/admission.c \
+	   supervisor/headroom.c
 WORKER	 = worker/worker.c worker/call.c worker/ws.c worker/twilio_ws.c \
 	   worker/twilio_event.c worker/eleven_ws.c worker/bridge.c \
 	   worker/transcode.c worker/prepare.c worker/profile.c \
@@ -53,7 +54,7 @@ ULIBS	 = $(PKG_LIBS) -lcmocka -lwslay -lhttp_parser -lm
 UNITS	 = test_channel test_config test_httphead test_twilio_sig \
 	   test_twilio_event test_util test_router test_evcurl test_redis \
 	   test_twilio_rest test_transcode test_prompt test_profile test_jobs \
-	   test_eleven_event test_ws
+	   test_eleven_event test_ws test_admission
 
 DEB_PKGS = build-essential pkg-config libevent-dev libwslay-dev \
 	   libjansson-dev libssl-dev libhttp-parser-dev libcmocka-dev \
@@ -166,6 +167,7 @@ $(B)/test/test_twilio_rest: tests/unit/test_twilio_rest.c \
 	common/twilio_rest.c common/evcurl.c common/util.c
 $(B)/test/test_ws: tests/unit/test_ws.c worker/ws.c common/util.c \
 	common/tls.c
+$(B)/test/test_admission: tests/unit/test_admission.c supervisor/admission.c
 $(B)/test/test_router: tests/unit/test_router.c supervisor/router.c \
 	common/httphead.c common/twilio.c common/config.c common/util.c
 

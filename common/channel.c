@@ -27,6 +27,7 @@ static const char *const chan_names[MSG_TYPE_MAX] = {
 	[MSG_READY] = "READY",
 	[MSG_SPAWN] = "SPAWN",
 	[MSG_SPAWNED] = "SPAWNED",
+	[MSG_LOAD] = "LOAD",
 };
 
 const char *
@@ -249,6 +250,10 @@ chan_check(struct chan_msg *m, const char **why)
 		    m->cm_u.ready.rd_pid <= 0)
 			break;
 		return 0;
+	case MSG_LOAD:
+		if (len != sizeof(struct msg_load))
+			break;
+		return 0;
 	case MSG_SPAWN:
 		if (m->cm_fd == -1) {
 			*why = "SPAWN without a descriptor";
@@ -367,4 +372,15 @@ chan_send_spawned(int fd, uint32_t ref, int32_t pid, int32_t err)
 	sp.sp_pid = pid;
 	sp.sp_errno = err;
 	return chan_send(fd, MSG_SPAWNED, ref, &sp, sizeof(sp), -1);
+}
+
+int
+chan_send_load(int fd, uint32_t ref, uint32_t lag_us, uint32_t frames)
+{
+	struct msg_load	ld;
+
+	memset(&ld, 0, sizeof(ld));
+	ld.ld_lag_max_us = lag_us;
+	ld.ld_frames = frames;
+	return chan_send(fd, MSG_LOAD, ref, &ld, sizeof(ld), -1);
 }

@@ -36,6 +36,7 @@ enum msg_type {
 	MSG_READY,		/* w->s: warmed up, may be marked idle */
 	MSG_SPAWN,		/* s->f: fork a worker on this channel (fd) */
 	MSG_SPAWNED,		/* f->s: its pid, or why not */
+	MSG_LOAD,		/* w->s: the call's relay lag, each second */
 	MSG_TYPE_MAX
 };
 
@@ -100,6 +101,11 @@ struct msg_ready {
 	uint64_t	rd_warm_ns;	/* start of the worker -> ready */
 };
 
+struct msg_load {
+	uint32_t	ld_lag_max_us;	/* largest frame lag this second */
+	uint32_t	ld_frames;	/* caller frames relayed this second */
+};
+
 struct msg_spawned {
 	int32_t		sp_pid;		/* > 0, or 0 with sp_errno */
 	int32_t		sp_errno;
@@ -118,6 +124,7 @@ struct chan_msg {
 		struct msg_done		done;
 		struct msg_ready	ready;
 		struct msg_spawned	spawned;
+		struct msg_load		load;
 	} cm_u;
 };
 
@@ -150,6 +157,8 @@ int	chan_send_done(int, uint32_t, const struct msg_done *)
 int	chan_send_ready(int, uint32_t, const struct msg_ready *)
 	    __attribute__((warn_unused_result));
 int	chan_send_spawn(int, uint32_t, int) __attribute__((warn_unused_result));
+int	chan_send_load(int, uint32_t, uint32_t, uint32_t)
+	    __attribute__((warn_unused_result));
 int	chan_send_spawned(int, uint32_t, int32_t, int32_t)
 	    __attribute__((warn_unused_result));
 const char *chan_type_name(uint32_t);

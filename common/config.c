@@ -28,6 +28,20 @@
 
 /* Keep sorted by key: the man-page check and -h walk it in this order. */
 const struct opt config_opts[] = {
+	{ "admission", "NAIBER_ADMISSION", 0, NULL, OT_BOOL, "true", 0, 0,
+	  0, O(admission), NULL, "bool",
+	  "Refuse new calls when measured headroom is gone; false: max_calls "
+	  "only" },
+	{ "admission_cpu", "NAIBER_ADMISSION_CPU", 0, NULL, OT_INT, "95", 1,
+	  100, 0, O(admission_cpu), NULL, "percent",
+	  "CPU pressure (time some task waited for a CPU) that closes "
+	  "admission" },
+	{ "admission_lag", "NAIBER_ADMISSION_LAG", 0, NULL, OT_INT, "10", 1,
+	  10000, 0, O(admission_lag), NULL, "ms",
+	  "Relay lag of live calls that closes admission" },
+	{ "admission_memory", "NAIBER_ADMISSION_MEMORY", 0, NULL, OT_INT,
+	  "256", 0, 1048576, 0, O(admission_memory), NULL, "MiB",
+	  "Available memory below which admission closes; 0: not watched" },
 	{ "api_token", "NAIBER_API_TOKEN", 0, NULL, OT_STR, NULL, 0, 0,
 	  OF_SECRET, O(api_token), NULL, "token",
 	  "Bearer token for /call, /sessions and /metrics; unset: loopback "

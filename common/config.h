@@ -64,6 +64,11 @@ struct config {
 	char	*prompts_dir;
 	char	*api_token;
 	long	 head_timeout;
+	/* admission from measured headroom */
+	int	 admission;
+	long	 admission_lag;
+	long	 admission_cpu;
+	long	 admission_memory;
 	/* Twilio */
 	char	*twilio_account_sid;
 	char	*twilio_auth_token;

@@ -153,6 +153,23 @@ api_call_common(struct conn *cn, struct hhead *h, const char *type)
 		free(d);
 		return;
 	}
+	if (!headroom_open()) {
+		char	body[256], extra[64];
+
+		metrics.m_call_refused[4]++;
+		log_warnx("POST %s refused: no headroom (%s)", h->hh_path,
+		    headroom_reason());
+		snprintf(body, sizeof(body), "{\"success\":false,\"error\":"
+		    "\"no headroom for another call now; try later\","
+		    "\"reason\":\"%s\",\"retryAfter\":%u}", headroom_reason(),
+		    headroom_retry_after());
+		snprintf(extra, sizeof(extra), "Retry-After: %u\r\n",
+		    headroom_retry_after());
+		conn_respond(cn, 503, "application/json", body, strlen(body),
+		    extra);
+		free(d);
+		return;
+	}
 	if (!rds_connected(sv.sv_rds)) {
 		metrics.m_call_refused[1]++;
 		log_warnx("POST %s refused: Redis is unavailable", h->hh_path);
@@ -175,6 +192,7 @@ api_call_common(struct conn *cn, struct hhead *h, const char *type)
 		free(d);
 		return;
 	}
+	metrics.m_calls_admitted++;
 	d->dl_conn = cn;
 	d->dl_t0 = now_mono_ns();
 	cn->cn_op = d;

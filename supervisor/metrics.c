@@ -157,11 +157,16 @@ metrics_render(size_t *len)
 	    "naiberd_calls_refused_total{cause=\"twilio\"} %llu\n"
 	    "naiberd_calls_refused_total{cause=\"redis\"} %llu\n"
 	    "naiberd_calls_refused_total{cause=\"capacity\"} %llu\n"
-	    "naiberd_calls_refused_total{cause=\"input\"} %llu\n",
+	    "naiberd_calls_refused_total{cause=\"input\"} %llu\n"
+	    "naiberd_calls_refused_total{cause=\"headroom\"} %llu\n",
 	    (unsigned long long)metrics.m_call_refused[0],
 	    (unsigned long long)metrics.m_call_refused[1],
 	    (unsigned long long)metrics.m_call_refused[2],
-	    (unsigned long long)metrics.m_call_refused[3]);
+	    (unsigned long long)metrics.m_call_refused[3],
+	    (unsigned long long)metrics.m_call_refused[4]);
+	COUNTER("naiberd_calls_admitted_total", "POST /call requests admitted "
+	    "(then dialled).", metrics.m_calls_admitted);
+	headroom_metrics(fp);
 	metrics_outcomes(fp);
 	COUNTER("naiberd_pongs_total", "ElevenLabs pings answered.",
 	    metrics.m_pongs);

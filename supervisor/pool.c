@@ -402,6 +402,10 @@ pool_msg(struct worker *w, struct chan_msg *m)
 		if (w->w_state == W_STARTING)
 			pool_set_state(w, W_IDLE);
 		return 0;
+	case MSG_LOAD:
+		if (m->cm_u.load.ld_frames > 0)
+			headroom_lag(m->cm_u.load.ld_lag_max_us);
+		return 0;
 	case MSG_ACCEPTED:
 		metrics_handoff(m->cm_u.accepted.ac_handoff_ns);
 		backoff_ms = 0;

@@ -56,6 +56,8 @@ ready_reason(void)
 	if (placed_count() + placed_reserved() + pool_count(W_BUSY) >=
 	    (unsigned)sv.sv_cf->max_calls)
 		return "at capacity";
+	if (!headroom_open())
+		return "no headroom";
 	return NULL;
 }
 
@@ -67,6 +69,17 @@ ready_answer(struct conn *cn)
 
 	if (why == NULL && !rd_pg_ok)
 		why = "PostgreSQL unavailable";
+	if (why != NULL && strcmp(why, "no headroom") == 0) {
+		char	extra[64];
+
+		snprintf(body, sizeof(body), "{\"success\":false,\"error\":"
+		    "\"no headroom\",\"reason\":\"%s\"}", headroom_reason());
+		snprintf(extra, sizeof(extra), "Retry-After: %u\r\n",
+		    headroom_retry_after());
+		conn_respond(cn, 503, "application/json", body, strlen(body),
+		    extra);
+		return;
+	}
 	if (why != NULL) {
 		conn_respond_json_error(cn, 503, why);
 		return;

@@ -198,6 +198,7 @@ supervisor_run(void)
 		fatalx("cannot watch the listening socket");
 	if (pool_start() == -1)
 		fatalx("cannot start workers");
+	headroom_start();
 	sv.sv_t_start_ms = now_real_ms();
 	if (!config_has_api_token(sv.sv_cf))
 		log_warnx("api_token (NAIBER_API_TOKEN) is not set: /call, "
@@ -398,6 +399,7 @@ sv_reload(void)
 	sv.sv_cf = ncf;
 	config_free(ocf);
 	sv_apply_logging(ncf);
+	headroom_config();
 	/* New workers from a fork server holding the new configuration. */
 	if (forksrv_start() == -1)
 		log_warnx("reload: cannot start a new fork server");

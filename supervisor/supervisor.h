@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <event2/event.h>
 #include <event2/buffer.h>
@@ -163,6 +164,43 @@ void	forksrv_wait(int);
 pid_t	forksrv_pid(void);
 int	forksrv_spawn(uint32_t, int);
 
+/* admission.c - the decision; headroom.c - its signals */
+enum adm_signal {
+	ADM_LAG,	/* ms */
+	ADM_CPU,	/* % */
+	ADM_MEM,	/* MiB available; low is bad */
+	ADM_NSIG
+};
+
+struct adm_limits {
+	int		 al_on[ADM_NSIG];
+	double		 al_hi[ADM_NSIG];	/* close here (MEM: at or below) */
+	double		 al_lo[ADM_NSIG];	/* calm past here */
+	uint64_t	 al_hold_ms;		/* calm this long to reopen */
+};
+
+struct adm {
+	int		 ad_open;
+	int		 ad_why;		/* signal that closed it, or -1 */
+	double		 ad_val[ADM_NSIG];	/* smoothed */
+	int		 ad_have[ADM_NSIG];
+	int		 ad_calming;
+	uint64_t	 ad_calm_since;
+};
+
+void	adm_init(struct adm *);
+int	adm_step(struct adm *, const struct adm_limits *, const double *,
+	    uint64_t);
+const char *adm_signal_name(int);
+
+void	headroom_start(void);
+void	headroom_config(void);
+void	headroom_lag(uint32_t);
+int	headroom_open(void);
+const char *headroom_reason(void);
+unsigned headroom_retry_after(void);
+void	headroom_metrics(FILE *);
+
 /* orphan.c */
 void	orphan_cleanup(const struct msg_call_info *);
 unsigned orphan_pending(void);
@@ -193,7 +231,10 @@ struct metrics {
 	uint64_t	m_handoff_sum_ns;
 	uint64_t	m_handoff_count;
 	uint64_t	m_calls_placed;
-	uint64_t	m_call_refused[4];	/* twilio, redis, capacity, input */
+	uint64_t	m_call_refused[5];	/* twilio, redis, capacity, input,
+					   headroom */
+	uint64_t	m_calls_admitted;
+	uint64_t	m_adm_closings;
 	uint64_t	m_outcome[6];	/* completed busy no-answer failed canceled other */
 	uint64_t	m_redis_errors;
 	uint64_t	m_jobs_enqueued;

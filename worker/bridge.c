@@ -81,6 +81,25 @@ bridge_convert(struct tc *tc, const char *b64, size_t len)
 	return (long)b64_encode(br_conv, m, br_b64);
 }
 
+/*
+ * Relay lag of a caller frame: its arrival in the kernel to its send to
+ * the agent.  The worst of each second goes to the supervisor
+ * (call_load_tick), whose admission control watches it.
+ */
+static void
+bridge_lag(struct call *c)
+{
+	struct timespec	ts;
+	uint64_t	rx = ws_rx_ns(c->c_tw), now;
+
+	if (rx == 0 || clock_gettime(CLOCK_REALTIME, &ts) == -1)
+		return;
+	now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	if (now > rx && now - rx > c->c_lag_max_ns)
+		c->c_lag_max_ns = now - rx;
+	c->c_lag_frames++;
+}
+
 /* Twilio media payload (base64 mu-law 8 kHz) -> user_audio_chunk. */
 void
 bridge_caller_audio(struct call *c, const char *b64, size_t len)
@@ -106,11 +125,11 @@ bridge_caller_audio(struct call *c, const char *b64, size_t len)
 		c->c_cnt.dn_bad_messages++;
 		return;
 	}
-	if (eleven_send_audio(c, br_msg, m) == 0)
+	if (eleven_send_audio(c, br_msg, m) == 0) {
 		c->c_cnt.dn_frames_in++;
-	else
+		bridge_lag(c);
+	} else
 		c->c_cnt.dn_frames_dropped++;
-	eleven_poll(c);
 }
 
 /* Agent audio (base64 in the agent's output format) -> Twilio media. */

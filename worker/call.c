@@ -48,6 +48,7 @@ static void	call_first_poll(int, short, void *);
 static void	call_first_got(const redisReply *, const char *, void *);
 
 #define FIRST_POLL_MS	100
+static void	call_load_tick(int, short, void *);
 static void	call_write_session(struct call *);
 static void	call_activate(struct call *);
 static void	call_mark_late(int, short, void *);
@@ -255,6 +256,13 @@ call_profile_got(enum profile_status st, struct profile *p, const char *err,
 {
 	struct call	*c = arg;
 
+	/*
+	 * The database is not needed again in this call: its connection
+	 * goes back now, so only idle workers and calls being set up hold
+	 * one, not every live call.
+	 */
+	profile_conn_close(wk.wk_pg);
+	wk.wk_pg = NULL;
 	if (c->c_state == CS_ENDING || c->c_agent_ending) {
 		profile_free(p);
 		return;
@@ -365,7 +373,30 @@ call_el_ready(struct call *c)
 	ci.ci_is_first_call = c->c_is_first_call;
 	worker_report_info(&ci);
 	evtimer_add(c->c_t_el, &tv);	/* WebSocket keepalive */
+	if ((c->c_t_load = event_new(wk.wk_base, -1, EV_PERSIST,
+	    call_load_tick, c)) != NULL) {
+		tv.tv_sec = 1;
+		event_add(c->c_t_load, &tv);
+	}
 	call_write_session(c);
+}
+
+/* Each second of the bridge: the worst lag, for admission control. */
+static void
+call_load_tick(int fd, short ev, void *arg)
+{
+	struct call	*c = arg;
+	uint64_t	 us = c->c_lag_max_ns / 1000;
+
+	(void)fd, (void)ev;
+	if (c->c_state == CS_ENDING) {
+		event_del(c->c_t_load);
+		return;
+	}
+	worker_report_load(us > UINT32_MAX ? UINT32_MAX : (uint32_t)us,
+	    c->c_lag_frames);
+	c->c_lag_max_ns = 0;
+	c->c_lag_frames = 0;
 }
 
 /* session:{id} and the rag:* pointers the LLM service resolves. */

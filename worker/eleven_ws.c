@@ -21,7 +21,6 @@
 #define EL_MAX_MSG		(16 * 1024 * 1024)
 #define EL_KEEPALIVE_SECS	30
 
-static void	el_poll_timer(int, short, void *);
 static void	el_url_got(const struct evcurl_resp *, void *);
 static void	el_on_open(void *);
 static void	el_on_text(void *, const uint8_t *, size_t);
@@ -229,11 +228,6 @@ el_metadata(struct call *c, const struct el_event *ev)
 		return;
 	}
 	c->c_el_state = EL_READY;
-	if (getenv("NAIBER_AGENT_POLL") != NULL &&
-	    (c->c_t_poll = evtimer_new(wk.wk_base, el_poll_timer, c)) != NULL) {
-		ws_set_lazy(c->c_el, 1);
-		eleven_poll(c);
-	}
 	call_el_ready(c);
 }
 
@@ -320,45 +314,8 @@ eleven_close(struct call *c, uint16_t code)
 		return;
 	}
 	c->c_el_state = EL_CLOSING;
-	eleven_poll_stop(c);
 	ws_close(c->c_el, code, code == 1000 ? "User ended conversation" :
 	    NULL);
-}
-
-/*
- * With lazy reading the agent's socket is read when a caller frame woke
- * us anyway, and AGENT_POLL_MS after the last one if the caller is
- * quiet: one wake-up per frame pair instead of two.
- */
-#define AGENT_POLL_MS	20
-
-void
-eleven_poll(struct call *c)
-{
-	struct timeval	tv = { 0, AGENT_POLL_MS * 1000 };
-
-	if (c->c_t_poll == NULL || c->c_el_state != EL_READY)
-		return;
-	ws_poll(c->c_el);
-	evtimer_add(c->c_t_poll, &tv);
-}
-
-static void
-el_poll_timer(int fd, short ev, void *arg)
-{
-	(void)fd, (void)ev;
-	eleven_poll(arg);
-}
-
-void
-eleven_poll_stop(struct call *c)
-{
-	if (c->c_t_poll == NULL)
-		return;
-	evtimer_del(c->c_t_poll);
-	event_free(c->c_t_poll);
-	c->c_t_poll = NULL;
-	ws_set_lazy(c->c_el, 0);
 }
 
 int

@@ -115,8 +115,12 @@ twilio_ws_accept(struct call *c, int fd, const uint8_t *head, size_t len)
 	    TW_MAX_MSG, &tw_cb, c);
 	if (c->c_tw == NULL)
 		log_warnx("stream: out of memory");
-	else
+	else {
 		rc = 0;
+		if (ws_rx_stamp(c->c_tw) == -1)
+			log_debug("stream: no kernel receive times (%s)",
+			    strerror(errno));
+	}
 out:
 	hh_reset(h);
 	free(h);

@@ -437,6 +437,13 @@ worker_evcurl(void)
 }
 
 void
+worker_report_load(uint32_t lag_us, uint32_t frames)
+{
+	if (chan_send_load(wk.wk_chan, wk.wk_ref, lag_us, frames) == -1)
+		log_warn("LOAD");
+}
+
+void
 worker_report_info(const struct msg_call_info *ci)
 {
 	if (chan_send_call_info(wk.wk_chan, wk.wk_ref, ci) == -1)

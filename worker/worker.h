@@ -37,6 +37,7 @@ extern struct wk wk;
 
 struct evcurl *worker_evcurl(void);
 void	worker_report_info(const struct msg_call_info *);
+void	worker_report_load(uint32_t, uint32_t);
 void	worker_finish(const struct msg_done *) __attribute__((noreturn));
 
 /* ws.c - RFC 6455 over a non-blocking socket with wslay */
@@ -54,8 +55,8 @@ struct ws	*ws_client_new(struct event_base *, struct evdns_base *,
 		    const char *, size_t, const struct ws_cb *, void *,
 		    char *, size_t);
 int		 ws_ping(struct ws *);
-void		 ws_set_lazy(struct ws *, int);
-void		 ws_poll(struct ws *);
+int		 ws_rx_stamp(struct ws *);
+uint64_t	 ws_rx_ns(const struct ws *);
 int		 ws_send_text(struct ws *, const char *, size_t);
 void		 ws_close(struct ws *, uint16_t, const char *);
 int		 ws_done(const struct ws *);
@@ -163,8 +164,6 @@ enum el_state {
 int	eleven_start(struct call *);
 int	eleven_send_init(struct call *);
 void	eleven_close(struct call *, uint16_t);
-void	eleven_poll(struct call *);
-void	eleven_poll_stop(struct call *);
 int	eleven_send_audio(struct call *, const char *, size_t);
 
 /* prepare.c - prompt variables, system prompt, first message, PREPARE */
@@ -225,7 +224,9 @@ struct call {
 	enum el_state	 c_el_state;
 	struct ws	*c_el;
 	struct event	*c_t_el;	/* setup deadline, then keepalive */
-	struct event	*c_t_poll;	/* agent read when the caller is quiet */
+	struct event	*c_t_load;	/* MSG_LOAD each second */
+	uint64_t	 c_lag_max_ns;	/* this second's worst frame lag */
+	uint32_t	 c_lag_frames;
 	char		 c_conv_id[128];
 	int		 c_el_close_code;
 	char		 c_el_error[200];

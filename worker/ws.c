@@ -60,7 +60,8 @@ struct ws {
 	int			 ws_done_told;	/* on_done reported */
 	int			 ws_close_queued;
 	int			 ws_eof;
-	int			 ws_lazy;	/* read only when ws_poll()ed */
+	int			 ws_stamp;	/* SO_TIMESTAMPNS is on */
+	uint64_t		 ws_rx_ns;	/* newest data's arrival */
 	size_t			 ws_maxmsg;
 	/* client mode, until the upgrade is done */
 	struct event_base	*ws_base;
@@ -73,6 +74,7 @@ struct ws {
 	char			 ws_why[200];
 };
 
+static ssize_t	ws_recv_stamped(struct ws *, size_t);
 static ssize_t	ws_recv_cb(wslay_event_context_ptr, uint8_t *, size_t, int,
 		    void *);
 static ssize_t	ws_send_cb(wslay_event_context_ptr, const uint8_t *, size_t,
@@ -348,6 +350,12 @@ ws_fill(struct ws *ws)
 			    "TLS read failed");
 			return -1;
 		}
+	} else if (ws->ws_stamp) {
+		n = ws_recv_stamped(ws, room);
+		if (n == -2)
+			return -1;
+		if (n == -1)
+			return 0;
 	} else {
 		n = read(ws->ws_fd, ws->ws_in + ws->ws_inlen, room);
 		if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
@@ -508,14 +516,9 @@ ws_read(struct ws *ws)
 			return -1;
 		if (n == 0)
 			break;
-		/*
-		 * Drained, no read just for EAGAIN: a short plain read.  Over
-		 * TLS one read is one record; with a read event another turn
-		 * comes for the rest, but a lazy reader reads to EAGAIN.
-		 */
 		if ((size_t)n < room && (ws->ws_ssl == NULL ||
-		    (!SSL_has_pending(ws->ws_ssl) && !ws->ws_lazy)))
-			break;
+		    !SSL_has_pending(ws->ws_ssl)))
+			break;		/* drained: no read just for EAGAIN */
 	}
 	return 0;
 }
@@ -573,8 +576,8 @@ ws_update(struct ws *ws)
 
 	if (ws->ws_rev == NULL)
 		return;			/* client still upgrading */
-	r = !ws->ws_eof && ((wslay_event_want_read(ws->ws_ctx) &&
-	    !ws->ws_lazy) || ws->ws_wr_wants_r);
+	r = !ws->ws_eof && (wslay_event_want_read(ws->ws_ctx) ||
+	    ws->ws_wr_wants_r);
 	w = !ws->ws_eof && (ws->ws_outlen > ws->ws_outoff ||
 	    ws->ws_rd_wants_w) && !ws->ws_wr_wants_r;
 	if (r != ws->ws_rev_on) {
@@ -594,26 +597,66 @@ ws_update(struct ws *ws)
 }
 
 /*
- * Lazy reading: no read event of its own; the owner calls ws_poll() when
- * it is awake anyway (and on a timer), saving a wake-up per message.
+ * Kernel receive times on a plain socket (the caller's): the same one
+ * syscall per read, as recvmsg with a SCM_TIMESTAMPNS control message.
  */
-void
-ws_set_lazy(struct ws *ws, int on)
+int
+ws_rx_stamp(struct ws *ws)
 {
-	if (ws == NULL || ws->ws_lazy == on)
-		return;
-	ws->ws_lazy = on;
-	ws_update(ws);
-	if (!on)
-		ws_poll(ws);
+	int	on = 1;
+
+	if (ws->ws_ssl != NULL || setsockopt(ws->ws_fd, SOL_SOCKET,
+	    SO_TIMESTAMPNS, &on, sizeof(on)) == -1)
+		return -1;
+	ws->ws_stamp = 1;
+	return 0;
 }
 
-/* Read what is there, after the callback now running, in this turn. */
-void
-ws_poll(struct ws *ws)
+/* CLOCK_REALTIME ns at which the newest bytes read arrived; 0: unknown. */
+uint64_t
+ws_rx_ns(const struct ws *ws)
 {
-	if (ws != NULL && ws->ws_rev != NULL && !ws->ws_eof)
-		event_active(ws->ws_rev, EV_READ, 0);
+	return ws->ws_rx_ns;
+}
+
+/* read() with the arrival time: n, -1 for EAGAIN, -2 for an error. */
+static ssize_t
+ws_recv_stamped(struct ws *ws, size_t room)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(struct timespec))];
+	} cm;
+	struct msghdr	 mh;
+	struct iovec	 iov;
+	struct cmsghdr	*c;
+	struct timespec	 ts;
+	ssize_t		 n;
+
+	iov.iov_base = ws->ws_in + ws->ws_inlen;
+	iov.iov_len = room;
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cm.buf;
+	mh.msg_controllen = sizeof(cm.buf);
+	n = recvmsg(ws->ws_fd, &mh, 0);
+	if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+		snprintf(ws->ws_why, sizeof(ws->ws_why), "%s", n == 0 ?
+		    "connection closed by peer" : "connection lost");
+		return -2;
+	}
+	if (n == -1)
+		return -1;
+	for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET &&
+		    c->cmsg_type == SCM_TIMESTAMPNS &&
+		    c->cmsg_len >= CMSG_LEN(sizeof(ts))) {
+			memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+			ws->ws_rx_ns = (uint64_t)ts.tv_sec * 1000000000ULL +
+			    (uint64_t)ts.tv_nsec;
+		}
+	return n;
 }
 
 int

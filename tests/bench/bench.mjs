@@ -31,6 +31,17 @@
 // command lines, the machine and the date, next to results.dat and
 // results.svg (gnuplot, tests/bench/results.gp).
 //
+// The overload level (issue 14 item 4), after the others: twice the
+// capacity found (the largest N meeting the relay target), offered through
+// POST /call at BENCH_RAMP per second against a fresh naiberd whose Twilio
+// REST API is a fake in this driver (201 + a fresh CA sid per create).
+// Each admitted call's nonce is read from Redis call:{sid} and the call is
+// handed at once to loadgen in follow mode (one line on its stdin), so it
+// streams while later calls are still offered; 503s are counted by reason
+// (Retry-After and JSON reason checked).  Then a window (relay figures of
+// the admitted calls, compared with the capacity level's), the end of the
+// calls, and GET /ready polled every 250 ms until admission has reopened.
+//
 // Levels run in increasing N; once a level collapses (more than 1% of the
 // calls failed, or p99 above 100 ms) higher ones are skipped, and the
 // largest passing N is then narrowed down by bisection (BENCH_REFINE steps)
@@ -43,7 +54,9 @@
 //   BENCH_RAMP     calls started per second, default 50
 //   BENCH_SETTLE   seconds between the last setup and the window, default 2
 //   BENCH_WORKERS  idle pool (-w), default 32 (-m is N + 64)
-//   BENCH_BUDGET   seconds for the whole run, default 1380; BENCH_REFINE 2
+//   BENCH_BUDGET   seconds for the whole run, default 1440 (a level is run
+//                  only if it and the overload level it implies still fit);
+//                  BENCH_REFINE 2
 //   BENCH_FLOOR=0  no relayfloor runs; BENCH_FLOOR_WARMUP its warm-up (3 s)
 //   BENCH_FLOOR_PRIO  fifo / nice / none for relayfloor's generator (its
 //                  relays always run at normal priority), default as loadgen
@@ -58,6 +71,16 @@
 //   BENCH_RESULTS  output file (default tests/bench/RESULTS.md; "-" = none)
 //   BENCH_KEEP=1   keep the per-level directories (logs, calls, perf.data)
 //   BENCH_RENDER=FILE  only rewrite RESULTS.md from a saved stdout of a run
+//   BENCH_OVERLOAD  1 (default): the overload level after the others; 0: none;
+//                  only: nothing but the overload level (no capacity known:
+//                  2 x the largest of BENCH_CALLS offered)
+//   BENCH_OVERLOAD_CALLS  calls offered at the overload level (default 2 x
+//                  capacity); BENCH_OVERLOAD_SECONDS its window (default 30,
+//                  or BENCH_SECONDS if shorter)
+//   BENCH_ADMISSION_ENV  "NAIBER_ADMISSION_CPU=5 NAIBER_ADMISSION_LAG=3 ...":
+//                  put into naiberd's environment at the overload level (only
+//                  NAIBER_ADMISSION* names), e.g. to make admission close in a
+//                  short development run
 //   NAIBERD, LOADGEN, RELAYFLOOR, FORKCOST  the binaries (default
 //                  build/<name>; RELAYFLOOR empty or missing: no floor)
 
@@ -65,6 +88,7 @@ import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -95,7 +119,7 @@ const LG_PREFIX = LG_PRIO === 'fifo' ? ['chrt', '-f', '10'] : LG_PRIO === 'nice'
 const QUIET_WAIT = Number(process.env.BENCH_QUIET_WAIT ?? 60);
 const QUIET_CORES = Number(process.env.BENCH_QUIET_CORES ?? 0.2);
 const TARGET_P99_US = 5000;
-const BUDGET = Number(process.env.BENCH_BUDGET ?? 1380);	// seconds for the whole run
+const BUDGET = Number(process.env.BENCH_BUDGET ?? 1440);	// seconds for the whole run
 // relayfloor's generator gets loadgen's priority (it stands for the same
 // remote peers); SCHED_RESET_ON_FORK (chrt -R) puts its relays back to
 // SCHED_OTHER at nice 0, where naiberd's workers run.
@@ -106,6 +130,23 @@ const FLOOR_PREFIX = FLOOR_PRIO === 'fifo' ? ['chrt', '-f', '-R', '10'] :
     FLOOR_PRIO === 'nice' ? ['nice', '-n', '-10', 'chrt', '-o', '-R', '0'] : [];
 const GNUPLOT_SCRIPT = path.join(REPO, 'tests', 'bench', 'results.gp');
 const REFINE = Number(process.env.BENCH_REFINE ?? 2);
+// The overload level (after the others): BENCH_OVERLOAD=0 skips it,
+// "only" runs nothing else.
+const OVERLOAD = process.env.BENCH_OVERLOAD ?? '1';
+const OV_ON = OVERLOAD !== '0';
+const OV_ONLY = OVERLOAD === 'only';
+const OV_CALLS = Number(process.env.BENCH_OVERLOAD_CALLS ?? 0);
+const OV_SECONDS = Number(process.env.BENCH_OVERLOAD_SECONDS ?? Math.min(30, SECONDS));
+const ADMISSION_ENV_STR = (process.env.BENCH_ADMISSION_ENV ?? '').trim();
+const ADMISSION_ENV = {};
+for (const w of ADMISSION_ENV_STR.split(/\s+/).filter(Boolean)) {
+	const m = /^(NAIBER_ADMISSION(?:_[A-Z]+)?)=(.*)$/.exec(w);
+	if (!m) {
+		console.error(`bench: BENCH_ADMISSION_ENV: "${w}" is not NAIBER_ADMISSION[_X]=VALUE`);
+		process.exit(2);
+	}
+	ADMISSION_ENV[m[1]] = m[2];
+}
 const skipped = [];
 
 /* A level so far gone that higher ones can only be worse. */
@@ -130,6 +171,10 @@ for (const [what, f] of [['naiberd', NAIBERD], ['loadgen', LOADGEN]]) {
 if (!LEVELS.length || LEVELS.some((n) => !Number.isInteger(n) || n < 1) ||
     !(SECONDS > 0) || !(RAMP > 0)) {
 	console.error('bench: BENCH_CALLS must be positive integers, BENCH_SECONDS and BENCH_RAMP > 0');
+	process.exit(2);
+}
+if (!['0', '1', 'only'].includes(OVERLOAD) || !Number.isInteger(OV_CALLS) || OV_CALLS < 0 || !(OV_SECONDS > 0)) {
+	console.error('bench: BENCH_OVERLOAD must be 0, 1 or only; BENCH_OVERLOAD_CALLS a whole number; BENCH_OVERLOAD_SECONDS > 0');
 	process.exit(2);
 }
 const MAXN = Math.max(...LEVELS);
@@ -280,8 +325,58 @@ function machine() {
 
 function personPhone(i) { return '+1555' + String(i).padStart(7, '0'); }
 
-async function runLevel(N, ctx) {
+/*
+ * A fresh naiberd for one level in `dir`: -w/-m as given, --log-level
+ * info, log to dir/naiberd.log; the Twilio REST API at twilioBase
+ * (default: loadgen's HTTP port, which answers 200 {} to it) and extra
+ * environment (the overload level's BENCH_ADMISSION_ENV).  Resolves once
+ * it listens and its idle pool is forked.
+ */
+async function startNaiberd(dir, conf, ctx, { workers, maxCalls, twilioBase, extraEnv }) {
 	const { redis, pg, elPort, token, apiToken } = ctx;
+	const port = await freePort();
+	const env = {
+		PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C',
+		TWILIO_ACCOUNT_SID: 'AC00000000000000000000000000000000',
+		TWILIO_AUTH_TOKEN: token, TWILIO_NUMBER: '+15550001111',
+		TWILIO_API_BASE: twilioBase ?? `http://127.0.0.1:${elPort}`,
+		ELEVENLABS_API_KEY: 'bench-key', ELEVENLABS_AGENT_ID: 'agent_bench',
+		ELEVENLABS_BASE_URL: `http://127.0.0.1:${elPort}`,
+		DATABASE_URL: pg.url + (DB_PARAMS ? `?${DB_PARAMS}` : ''), REDIS_URL: `redis://127.0.0.1:${redis.port}`,
+		STREAM_URL, TWILIO_URL: 'https://bench.invalid', NAIBER_API_TOKEN: apiToken,
+		PHONE_NUMBER: personPhone(0),
+		NAIBER_SPOOL_DIR: path.join(dir, 'spool'),
+		NAIBER_PROMPTS_DIR: path.join(REPO, 'prompts'),
+		...(process.env.NAIBER_AGENT_POLL ? { NAIBER_AGENT_POLL: process.env.NAIBER_AGENT_POLL } : {}),
+		...(extraEnv ?? {}),
+	};
+	const nArgs = ['-c', conf, '-l', '127.0.0.1', '-p', String(port), '-w', String(workers),
+		'-m', String(maxCalls), '--log-level', 'info'];
+	const logFile = path.join(dir, 'naiberd.log');
+	const logFd = fs.openSync(logFile, 'w');
+	const sv = spawnUl(NAIBERD, nArgs, { env, cwd: dir, stdio: ['ignore', logFd, logFd] });
+	fs.closeSync(logFd);
+	const nd = { port, svPid: sv.pid, logFile, nArgs, exit: null };	// sh exec()s naiberd: same pid
+	sv.on('exit', (code, signal) => { nd.exit = { code, signal }; });
+	nd.killAll = () => {
+		for (const c of childrenOf(nd.svPid)) { try { process.kill(c, 'SIGKILL'); } catch { /* gone */ } }
+		try { process.kill(nd.svPid, 'SIGKILL'); } catch { /* gone */ }
+	};
+	cleanups.push(async () => nd.killAll());
+
+	for (let i = 0; ; i++) {
+		if (nd.exit) throw new Error(`naiberd exited at start: ${JSON.stringify(nd.exit)}\n${fs.readFileSync(logFile, 'utf8')}`);
+		if (/listening on/.test(fs.readFileSync(logFile, 'utf8'))) break;
+		if (i > 200) throw new Error('naiberd did not start listening in 10 s');
+		await sleep(50);
+	}
+	// Wait for the idle pool to be forked.
+	for (let i = 0; i < 100 && childrenOf(nd.svPid).length < workers; i++) await sleep(50);
+	return nd;
+}
+
+async function runLevel(N, ctx) {
+	const { redis, elPort, token } = ctx;
 	const label = `n${N}`;
 	const dir = path.join(tmp, label);
 	fs.mkdirSync(dir);
@@ -307,46 +402,10 @@ async function runLevel(N, ctx) {
 	const callsFile = path.join(dir, 'calls.txt');
 	fs.writeFileSync(callsFile, lines.join('\n') + '\n');
 
-	const port = await freePort();
 	const workers = Math.min(WORKERS, N + 8);
 	const maxCalls = Math.max(N + 64, workers);
-	const env = {
-		PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C',
-		TWILIO_ACCOUNT_SID: 'AC00000000000000000000000000000000',
-		TWILIO_AUTH_TOKEN: token, TWILIO_NUMBER: '+15550001111',
-		TWILIO_API_BASE: `http://127.0.0.1:${elPort}`,
-		ELEVENLABS_API_KEY: 'bench-key', ELEVENLABS_AGENT_ID: 'agent_bench',
-		ELEVENLABS_BASE_URL: `http://127.0.0.1:${elPort}`,
-		DATABASE_URL: pg.url + (DB_PARAMS ? `?${DB_PARAMS}` : ''), REDIS_URL: `redis://127.0.0.1:${redis.port}`,
-		STREAM_URL, TWILIO_URL: 'https://bench.invalid', NAIBER_API_TOKEN: apiToken,
-		PHONE_NUMBER: personPhone(0),
-		NAIBER_SPOOL_DIR: path.join(dir, 'spool'),
-		NAIBER_PROMPTS_DIR: path.join(REPO, 'prompts'),
-		...(process.env.NAIBER_AGENT_POLL ? { NAIBER_AGENT_POLL: process.env.NAIBER_AGENT_POLL } : {}),
-	};
-	const nArgs = ['-c', conf, '-l', '127.0.0.1', '-p', String(port), '-w', String(workers),
-		'-m', String(maxCalls), '--log-level', 'info'];
-	const logFile = path.join(dir, 'naiberd.log');
-	const logFd = fs.openSync(logFile, 'w');
-	const sv = spawnUl(NAIBERD, nArgs, { env, cwd: dir, stdio: ['ignore', logFd, logFd] });
-	fs.closeSync(logFd);
-	let svExit = null;
-	sv.on('exit', (code, signal) => { svExit = { code, signal }; });
-	const svPid = sv.pid;	// sh exec()s naiberd: same pid
-	const killAll = () => {
-		for (const c of childrenOf(svPid)) { try { process.kill(c, 'SIGKILL'); } catch { /* gone */ } }
-		try { process.kill(svPid, 'SIGKILL'); } catch { /* gone */ }
-	};
-	cleanups.push(async () => killAll());
-
-	for (let i = 0; ; i++) {
-		if (svExit) throw new Error(`naiberd exited at start: ${JSON.stringify(svExit)}\n${fs.readFileSync(logFile, 'utf8')}`);
-		if (/listening on/.test(fs.readFileSync(logFile, 'utf8'))) break;
-		if (i > 200) throw new Error('naiberd did not start listening in 10 s');
-		await sleep(50);
-	}
-	// Wait for the idle pool to be forked.
-	for (let i = 0; i < 100 && childrenOf(svPid).length < workers; i++) await sleep(50);
+	const nd = await startNaiberd(dir, conf, ctx, { workers, maxCalls });
+	const { port, svPid, logFile, nArgs, killAll } = nd;
 
 	const background = await waitQuiet();
 	const lArgs = ['-p', String(port), '-e', String(elPort), '-f', callsFile, '-t', token,
@@ -369,11 +428,11 @@ async function runLevel(N, ctx) {
 	clearTimeout(lgTimer);
 	const perfOut = perf ? await perf : null;
 	const peerCpu = { redis_s: Math.round((procCpuS(redis.pid) - peerCpu0.redis) * 100) / 100 };
-	const crashedDuring = svExit;
+	const crashedDuring = nd.exit;
 
 	// Stop naiberd: SIGTERM drains (no calls left), then make sure.
 	try { process.kill(svPid, 'SIGTERM'); } catch { /* gone */ }
-	for (let i = 0; i < 100 && !svExit; i++) await sleep(100);
+	for (let i = 0; i < 100 && !nd.exit; i++) await sleep(100);
 	killAll();
 
 	let res;
@@ -422,6 +481,386 @@ function meets(r) {
 	    r.up?.gaps_after_setup === 0 && r.down?.gaps_after_setup === 0 &&
 	    r.up?.misrouted === 0 && r.down?.misrouted === 0 &&
 	    r.up?.received > 0 && r.down?.received > 0;
+}
+
+// ------------------------------------------------------------ overload
+
+/* A minimal Redis client (RESP2) for GETs from the overload driver. */
+function respClient(port) {
+	const sock = net.connect(port, '127.0.0.1');
+	sock.setNoDelay(true);
+	let buf = Buffer.alloc(0);
+	const q = [];
+	const parse = () => {
+		while (q.length && buf.length) {
+			const nl = buf.indexOf('\r\n');
+			if (nl < 0) return;
+			const t = String.fromCharCode(buf[0]), head = buf.toString('utf8', 1, nl);
+			let v, used;
+			if (t === '$') {
+				const n = Number(head);
+				if (n < 0) { v = null; used = nl + 2; } else {
+					if (buf.length < nl + 2 + n + 2) return;
+					v = buf.toString('utf8', nl + 2, nl + 2 + n);
+					used = nl + 2 + n + 2;
+				}
+			} else if (t === '-') { v = new Error(head); used = nl + 2; }
+			else { v = t === ':' ? Number(head) : head; used = nl + 2; }
+			buf = buf.subarray(used);
+			const { resolve, reject } = q.shift();
+			if (v instanceof Error) reject(v); else resolve(v);
+		}
+	};
+	sock.on('data', (d) => { buf = Buffer.concat([buf, d]); parse(); });
+	sock.on('error', (e) => { while (q.length) q.shift().reject(e); });
+	const cmd = (...argv) => new Promise((resolve, reject) => {
+		q.push({ resolve, reject });
+		sock.write(`*${argv.length}\r\n` + argv.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join(''));
+	});
+	return { get: (k) => cmd('GET', k), close: () => sock.destroy() };
+}
+
+/* One HTTP request to naiberd (new connection each): {status, headers, body} or {error}. */
+function httpReq(port, method, p, { token, body, timeoutMs = 30000 } = {}) {
+	return new Promise((resolve) => {
+		const headers = { Connection: 'close' };
+		if (token) headers.Authorization = `Bearer ${token}`;
+		if (body !== undefined) {
+			headers['Content-Type'] = 'application/json';
+			headers['Content-Length'] = Buffer.byteLength(body);
+		}
+		const req = http.request({ host: '127.0.0.1', port, method, path: p, headers, agent: false }, (res) => {
+			let b = '';
+			res.setEncoding('utf8').on('data', (d) => { b += d; });
+			res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: b }));
+			res.on('error', (e) => resolve({ error: e.code ?? e.message }));
+		});
+		req.setTimeout(timeoutMs, () => req.destroy(new Error('timeout')));
+		req.on('error', (e) => resolve({ error: e.code ?? e.message }));
+		req.end(body);
+	});
+}
+
+/*
+ * The fake Twilio REST API of the overload level: a create
+ * (POST .../Calls.json) gets 201 and a fresh CA sid, an update
+ * (POST .../Calls/{sid}.json: the hang-up) 200; anything else 404.
+ */
+async function startFakeRest() {
+	const st = { creates: 0, updates: 0, other: 0, other_sample: [] };
+	const srv = http.createServer((req, res) => {
+		let b = '';
+		req.setEncoding('utf8').on('data', (d) => { b += d; });
+		req.on('end', () => {
+			const send = (code, o) => {
+				const body = JSON.stringify(o);
+				res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+				res.end(body);
+			};
+			const u = req.url.split('?')[0];
+			const mc = /^\/2010-04-01\/Accounts\/(AC[0-9a-f]{32})\/Calls\.json$/.exec(u);
+			const mu = /^\/2010-04-01\/Accounts\/(AC[0-9a-f]{32})\/Calls\/(CA[0-9a-f]{32})\.json$/.exec(u);
+			if (req.method === 'POST' && mc) {
+				st.creates++;
+				const f = new URLSearchParams(b);
+				return send(201, { sid: 'CA' + hex(16), account_sid: mc[1], status: 'queued',
+					to: f.get('To'), from: f.get('From'), api_version: '2010-04-01' });
+			}
+			if (req.method === 'POST' && mu) {
+				st.updates++;
+				return send(200, { sid: mu[2], account_sid: mu[1], status: 'completed' });
+			}
+			st.other++;
+			if (st.other_sample.length < 3) st.other_sample.push(`${req.method} ${u}`);
+			send(404, { code: 20404, message: 'not found', status: 404 });
+		});
+	});
+	srv.keepAliveTimeout = 1000;
+	await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+	const close = () => new Promise((r) => { srv.closeAllConnections?.(); srv.close(() => r()); });
+	cleanups.push(close);
+	return { port: srv.address().port, st, close };
+}
+
+/* The Prometheus figures the overload level reads. */
+function promFigures(text) {
+	const g = (re) => { const m = re.exec(text); return m ? Number(m[1]) : null; };
+	return {
+		admission_open: g(/^naiberd_admission_open (\S+)$/m),
+		relay_lag_ms: g(/^naiberd_headroom\{signal="relay_lag_ms"\} (\S+)$/m),
+		cpu_pressure_percent: g(/^naiberd_headroom\{signal="cpu_pressure_percent"\} (\S+)$/m),
+		memory_available_mib: g(/^naiberd_headroom\{signal="memory_available_mib"\} (\S+)$/m),
+		closings: g(/^naiberd_admission_closings_total (\S+)$/m),
+		admitted_total: g(/^naiberd_calls_admitted_total (\S+)$/m),
+		refused_headroom_total: g(/^naiberd_calls_refused_total\{cause="headroom"\} (\S+)$/m),
+		refused_capacity_total: g(/^naiberd_calls_refused_total\{cause="capacity"\} (\S+)$/m),
+		placed_total: g(/^naiberd_calls_placed_total (\S+)$/m),
+	};
+}
+
+/* How many calls the overload level offers, and why. */
+function overloadPlan(rows) {
+	const cap = Math.max(0, ...rows.filter((r) => r.meets_target).map((r) => r.calls));
+	const capRow = cap ? rows.find((r) => r.calls === cap && r.meets_target) : null;
+	if (OV_CALLS) return { offered: OV_CALLS, capacity_n: cap || null, capRow, basis: 'BENCH_OVERLOAD_CALLS' };
+	if (cap) return { offered: 2 * cap, capacity_n: cap, capRow, basis: '2 x capacity, the largest N meeting the relay target in this run' };
+	return { offered: 2 * MAXN, capacity_n: null, capRow: null, basis: `capacity unknown: 2 x the largest level (${MAXN})` };
+}
+const ovEstimate = (n) => n / RAMP + SETTLE + OV_SECONDS + 45;
+
+/*
+ * The overload level: POST /call at BENCH_RAMP per second, 2 x capacity
+ * of them, against a naiberd whose Twilio REST API is the fake above.
+ * Each admitted call's nonce is read from call:{sid} and the call handed
+ * at once to loadgen (follow mode: one line on its stdin), which opens
+ * its stream: the load builds while calls are still being offered.  Then
+ * the window, the end of the calls (loadgen's Twilio `stop`), and GET
+ * /ready polled every 250 ms (up to 30 s) until admission reopened.
+ */
+async function runOverload(plan, ctx) {
+	const { redis, elPort, token, apiToken } = ctx;
+	const N = plan.offered;
+	const label = 'overload';
+	const dir = path.join(tmp, label);
+	fs.mkdirSync(dir);
+	fs.mkdirSync(path.join(dir, 'spool'), { mode: 0o700 });
+	const conf = path.join(dir, 'naiberd.conf');
+	fs.writeFileSync(conf, '', { mode: 0o600 });
+	redisPipe(redis.port, [['FLUSHALL']]);
+
+	const rest = await startFakeRest();
+	const workers = Math.min(WORKERS, N + 8);
+	const maxCalls = Math.max(N + 64, workers);	// so max_calls never refuses
+	const nd = await startNaiberd(dir, conf, ctx, { workers, maxCalls,
+		twilioBase: `http://127.0.0.1:${rest.port}`, extraEnv: ADMISSION_ENV });
+	const { port, svPid, logFile, nArgs, killAll } = nd;
+	const background = await waitQuiet();
+	// Offer only to a ready instance (admission open: a start-up burst
+	// of CPU pressure can close it for a few seconds).
+	const tReady = Date.now();
+	let ready0 = null;
+	while (Date.now() - tReady < 30000) {
+		ready0 = await httpReq(port, 'GET', '/ready', { timeoutMs: 2000 });
+		if (ready0.status === 200) break;
+		await sleep(250);
+	}
+	const readyWait = Math.round((Date.now() - tReady) / 100) / 10;
+	if (ready0?.status !== 200) log(`overload: naiberd not ready after 30 s (${ready0?.status ?? ready0?.error}: ${ready0?.body ?? ''}); offering anyway`);
+	const rc = respClient(redis.port);
+	cleanups.push(async () => rc.close());
+
+	const lArgs = ['-p', String(port), '-e', String(elPort), '-f', '-', '-n', String(N), '-t', token,
+		'-u', STREAM_URL, '-s', String(OV_SECONDS), '-S', String(SETTLE), '-P', String(svPid),
+		'-l', label, ...(QUICKACK ? ['-q'] : [])];
+	const lgCmd = [...LG_PREFIX, LOADGEN, ...lArgs];
+	const lg = spawnUl(lgCmd[0], lgCmd.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+	let out = '', errBuf = '', lgReady = false, tStop = null;
+	const phases = {};
+	lg.stdin.on('error', () => { /* loadgen gone: its exit says why */ });
+	lg.stdout.setEncoding('utf8').on('data', (d) => { out += d; });
+	lg.stderr.setEncoding('utf8').on('data', (d) => {
+		process.stderr.write(d);
+		errBuf += d;
+		let i;
+		while ((i = errBuf.indexOf('\n')) >= 0) {
+			const l = errBuf.slice(0, i);
+			errBuf = errBuf.slice(i + 1);
+			if (/from stdin/.test(l)) lgReady = true;
+			const m = / phase (\d+)$/.exec(l);
+			if (m) {
+				phases[m[1]] = Date.now();
+				if (m[1] === '6') tStop = Date.now();
+			}
+		}
+	});
+	const lgExited = new Promise((r) => lg.on('exit', (code, signal) => r({ code, signal })));
+	const lgTimer = setTimeout(() => { log('loadgen overload overran: killed'); lg.kill('SIGKILL'); },
+	    (N / RAMP + 15 + SETTLE + OV_SECONDS + 150) * 1000);
+	for (let i = 0; i < 200 && !lgReady; i++) await sleep(25);
+
+	// Once a second: the admission gauges (peaks) and /ready.
+	const mon = { samples: 0, peak: {}, min_memory_mib: null, open_seen: new Set() };
+	let monOn = true;
+	const monitor = (async () => {
+		while (monOn) {
+			const r = await httpReq(port, 'GET', '/metrics', { token: apiToken, timeoutMs: 5000 });
+			if (r.status === 200) {
+				const f = promFigures(r.body);
+				mon.samples++;
+				for (const k of ['relay_lag_ms', 'cpu_pressure_percent'])
+					if (f[k] !== null) mon.peak[k] = Math.max(mon.peak[k] ?? 0, f[k]);
+				if (f.memory_available_mib !== null)
+					mon.min_memory_mib = Math.min(mon.min_memory_mib ?? Infinity, f.memory_available_mib);
+				if (f.admission_open !== null) mon.open_seen.add(f.admission_open);
+			}
+			await sleep(1000);
+		}
+	})();
+
+	// Offer the calls.
+	const res = { offered: N, admitted: 0, refused: 0, by_reason: {}, with_retry_after: 0, with_json_reason: 0,
+		retry_after_values: {}, refused_samples: [], refused_other: 0, other_by: {}, admitted_no_context: 0 };
+	let firstRefusal = null;
+	const admittedIdx = [];
+	const lgLines = [];
+	const t0 = Date.now();
+	const offerOne = async (i) => {
+		const r = await httpReq(port, 'POST', '/call', { token: apiToken, body: JSON.stringify({ phone: personPhone(i) }) });
+		let j = null;
+		try { j = JSON.parse(r.body); } catch { /* not JSON */ }
+		if (r.status === 200 && j?.success && typeof j.callSid === 'string') {
+			res.admitted++;
+			admittedIdx.push(i);
+			let ctxJ = null;
+			try { ctxJ = JSON.parse(await rc.get(`call:${j.callSid}`)); } catch { /* below */ }
+			if (!ctxJ?.nonce) { res.admitted_no_context++; return; }
+			const line = `${j.callSid} MZ${hex(16)} ${ctxJ.nonce} ${i}\n`;
+			lgLines.push(line);
+			lg.stdin.write(line);
+			return;
+		}
+		if (r.status === 503) {
+			res.refused++;
+			if (firstRefusal === null || i < firstRefusal.offer)
+				firstRefusal = { offer: i, s: Math.round((Date.now() - t0) / 100) / 10 };
+			const ra = r.headers?.['retry-after'];
+			if (ra !== undefined) {
+				res.with_retry_after++;
+				res.retry_after_values[ra] = (res.retry_after_values[ra] ?? 0) + 1;
+			}
+			const why = typeof j?.reason === 'string' && j.reason ? j.reason : null;
+			if (why) res.with_json_reason++;
+			const key = why ?? `(no reason: ${j?.error ?? r.body.slice(0, 60)})`;
+			res.by_reason[key] = (res.by_reason[key] ?? 0) + 1;
+			if (res.refused_samples.length < 2) res.refused_samples.push({ retry_after: ra ?? null, body: r.body.slice(0, 200) });
+			return;
+		}
+		res.refused_other++;
+		const key = r.error ? `error ${r.error}` : `${r.status} ${(j?.error ?? r.body).slice(0, 60)}`;
+		res.other_by[key] = (res.other_by[key] ?? 0) + 1;
+	};
+	const tasks = [];
+	for (let i = 0; i < N; i++) {
+		const due = t0 + i * 1000 / RAMP;
+		const w = due - Date.now();
+		if (w > 0) await sleep(w);
+		tasks.push(offerOne(i));
+	}
+	await Promise.all(tasks);
+	const offerS = (Date.now() - t0) / 1000;
+	// Offers made after the first refused one that were still admitted
+	// (admission reopened, or flapped).
+	const admittedAfterRefusal = firstRefusal ? admittedIdx.filter((i) => i > firstRefusal.offer).length : 0;
+	lg.stdin.end();
+	log(`overload: ${N} offered in ${offerS.toFixed(1)} s: ${res.admitted} admitted, ${res.refused} refused (503), ${res.refused_other} other`);
+
+	// At loadgen's `stop` (the load drops): poll /ready until it is 200.
+	while (tStop === null && lg.exitCode === null && lg.signalCode === null) await sleep(50);
+	const reopen = { poll_ms: 250, limit_s: 30, closed_at_stop: null, seconds: null, polls: 0, last: null };
+	if (tStop !== null) {
+		const tEnd = tStop + reopen.limit_s * 1000;
+		for (;;) {
+			const tq = Date.now();
+			const r = await httpReq(port, 'GET', '/ready', { timeoutMs: 2000 });
+			reopen.polls++;
+			reopen.last = r.status ?? r.error;
+			if (reopen.closed_at_stop === null) reopen.closed_at_stop = r.status !== 200;
+			if (r.status === 200) { reopen.seconds = Math.round((tq - tStop) / 10) / 100; break; }
+			if (Date.now() >= tEnd) break;
+			await sleep(Math.max(0, tq + reopen.poll_ms - Date.now()));
+		}
+	}
+	const lgExit = await lgExited;
+	clearTimeout(lgTimer);
+	monOn = false;
+	await monitor;
+	const fin = await httpReq(port, 'GET', '/metrics', { token: apiToken, timeoutMs: 5000 });
+	const metricsEnd = fin.status === 200 ? promFigures(fin.body) : { error: fin.error ?? `HTTP ${fin.status}` };
+	rc.close();
+	const crashedDuring = nd.exit;
+	try { process.kill(svPid, 'SIGTERM'); } catch { /* gone */ }
+	for (let i = 0; i < 100 && !nd.exit; i++) await sleep(100);
+	killAll();
+	await rest.close();
+
+	let lgRes;
+	try { lgRes = JSON.parse(out.trim().split('\n').pop()); } catch {
+		lgRes = { calls: 0, error: `loadgen produced no result (exit ${JSON.stringify(lgExit)})` };
+	}
+	fs.writeFileSync(path.join(dir, 'calls.txt'), lgLines.join(''));
+	const text = fs.readFileSync(logFile, 'utf8');
+	// The admission lines, each with its time from the first offer
+	// (negative: before the offering began, e.g. at start-up).
+	const t0Wall = t0;	// Date.now(): wall clock, as naiberd's log
+	const admLines = (re) => text.split('\n').filter((l) => re.test(l)).map((l) => {
+		const ts = Date.parse(l.split(/\s/)[0]);
+		return { at_s: Number.isNaN(ts) ? null : Math.round((ts - t0Wall) / 100) / 10,
+			line: l.replace(/^\S+\s+\S+\s+(\w+: )?/, '') };
+	});
+	const closedLines = admLines(/admission: closed by /);
+	const reopenLines = admLines(/admission: open again after /);
+	const done = [...text.matchAll(/call (CA[0-9a-f]+) done: reason=(.+?) frames_in=/g)];
+	const reasons = {};
+	for (const m of done) reasons[m[2]] = (reasons[m[2]] ?? 0) + 1;
+
+	const cap = plan.capRow;
+	const ratio = (a, b) => (a > 0 && b > 0) ? Math.round(a / b * 100) / 100 : null;
+	const r = {
+		overload: true, label, offered: N, basis: plan.basis, capacity_n: plan.capacity_n,
+		ramp_per_s: RAMP, window_s: OV_SECONDS, offer_s: Math.round(offerS * 10) / 10,
+		admission_env: ADMISSION_ENV, ready_wait_s: readyWait, ready_before: ready0?.status === 200,
+		...res,
+		first_refusal: firstRefusal, admitted_after_first_refusal: admittedAfterRefusal,
+		streamed: lgRes.calls ?? 0,
+		admitted_calls: {
+			set_up: lgRes.set_up ?? 0, failed: lgRes.failed ?? null, fail_reasons: lgRes.fail_reasons ?? {},
+			setups_failed: res.admitted - (lgRes.set_up ?? 0),
+			up: lgRes.up ?? null, down: lgRes.down ?? null,
+			setup_ms: lgRes.setup_ms ?? null, upgrade_ms: lgRes.upgrade_ms ?? null,
+			cpu: lgRes.cpu ?? null, loadgen: lgRes.loadgen ?? null, window_s: lgRes.window_s ?? null,
+			other_http: lgRes.other_http ?? 0, error: lgRes.error ?? null,
+		},
+		capacity_p99_us: cap ? { up: cap.up?.p99_us ?? null, down: cap.down?.p99_us ?? null } : null,
+		p99_vs_capacity: cap ? { up: ratio(lgRes.up?.p99_us, cap.up?.p99_us), down: ratio(lgRes.down?.p99_us, cap.down?.p99_us) } : null,
+		reopen,
+		stop_at_s: tStop !== null ? Math.round((tStop - t0) / 100) / 10 : null,	// from the first offer
+		window_at_s: phases['3'] ? Math.round((phases['3'] - t0) / 100) / 10 : null,
+		metrics: { end: metricsEnd, samples: mon.samples, peak: mon.peak, min_memory_mib: mon.min_memory_mib,
+			admission_open_values_seen: [...mon.open_seen] },
+		log: { closed: closedLines, reopened: reopenLines, closed_while_offering: closedLines.filter((x) => x.at_s >= 0 && x.at_s <= offerS + 1).length,
+			calls_done: done.length, done_reasons: reasons },
+		twilio_rest: rest.st,
+		naiberd: { workers, max_calls: maxCalls, supervisor_exit_during_run: crashedDuring,
+			worker_deaths: (text.match(/died|killed by signal|exited with status [1-9]/g) ?? []).length },
+		background_cores_before: background,
+		cmd: {
+			naiberd: `${ADMISSION_ENV_STR ? ADMISSION_ENV_STR + ' ' : ''}${path.relative(REPO, NAIBERD)} ${nArgs.join(' ').replace(tmp, '$TMP')}`,
+			loadgen: `${LG_PREFIX.length ? LG_PREFIX.join(' ') + ' ' : ''}${path.relative(REPO, LOADGEN)} ${lArgs.join(' ').replace(tmp, '$TMP')} < (one line per admitted call)`,
+		},
+	};
+	r.verdicts = overloadVerdicts(r);
+	if (!process.env.BENCH_KEEP) fs.rmSync(dir, { recursive: true, force: true });
+	else log(`kept ${dir}`);
+	return r;
+}
+
+/* The overload targets: true / false, or null where not applicable. */
+function overloadVerdicts(o) {
+	if (!o || o.error) return { closed: false, refusals_well_formed: false, p99_within_2x: null, reopen_le_10s: null, admitted_healthy: false };
+	const a = o.admitted_calls ?? {};
+	const closed = o.log ? o.log.closed_while_offering > 0 : (o.metrics?.end?.closings ?? 0) > 0;
+	const pv = o.p99_vs_capacity;
+	const worst = pv && pv.up !== null && pv.down !== null ? Math.max(pv.up, pv.down) : null;
+	return {
+		closed_while_offering: closed,
+		closed: closed && o.refused > 0,
+		refusals_well_formed: o.refused_other === 0 && o.with_retry_after === o.refused && o.with_json_reason === o.refused,
+		p99_vs_capacity_worst: worst,
+		p99_within_2x: !o.admitted ? null : worst === null ? (o.capacity_n ? false : null) : worst <= 2,
+		reopen_le_10s: !closed ? null : o.reopen?.seconds !== null && o.reopen?.seconds !== undefined && o.reopen.seconds <= 10,
+		admitted_healthy: o.admitted > 0 && o.admitted_no_context === 0 && a.setups_failed === 0 && (a.failed ?? 1) === 0 &&
+		    a.up?.lost === 0 && a.down?.lost === 0,
+	};
 }
 
 // ------------------------------------------------------------- the floor
@@ -582,7 +1021,7 @@ function floorTable(rows) {
 	return mdTable(head, body);
 }
 
-function summarize(rows, m, startedAt, seconds) {
+function summarize(rows, m, startedAt, seconds, ov) {
 	const ok = rows.filter((r) => r.meets_target);
 	const best = ok.length ? Math.max(...ok.map((r) => r.calls)) : 0;
 	const firstFail = rows.filter((r) => !r.meets_target).map((r) => r.calls).sort((a, b) => a - b)[0] ?? null;
@@ -646,7 +1085,80 @@ function summarize(rows, m, startedAt, seconds) {
 		floor: floorRows.length ? { prio: FLOOR_PRIO, warmup_s: FLOOR_WARMUP } : null,
 		redis_cmd: renderCtx.redisCmd ?? null,
 		settle_s: SETTLE, workers: WORKERS,
+		overload: ov ? {
+			offered: ov.offered, basis: ov.basis, capacity_n: ov.capacity_n ?? null, window_s: ov.window_s ?? null,
+			admitted: ov.admitted ?? null, refused_503: ov.refused ?? null, refused_by_reason: ov.by_reason ?? null,
+			refused_with_retry_after: ov.with_retry_after ?? null, refused_with_json_reason: ov.with_json_reason ?? null,
+			refused_other: ov.refused_other ?? null,
+			up_p99_us: ov.admitted_calls?.up?.p99_us ?? null, down_p99_us: ov.admitted_calls?.down?.p99_us ?? null,
+			p99_vs_capacity: ov.p99_vs_capacity ?? null, reopen_s: ov.reopen?.seconds ?? null,
+			closings: ov.metrics?.end?.closings ?? null, error: ov.error ?? null,
+			verdicts: overloadVerdicts(ov),
+		} : null,
 	};
+}
+
+/* " (it reopened N s after the first offer, ...)" from the log, if it did. */
+function reopenedEarly(o) {
+	const last = (o.log?.reopened ?? []).filter((x) => typeof x === 'object' && x.at_s !== null && x.at_s <= (o.stop_at_s ?? Infinity)).pop();
+	return last ? ` (it reopened ${fmt(last.at_s, 1)} s after the first offer, while the admitted calls still ran)` : '';
+}
+
+/* The overload level: one line per figure. */
+function overloadRows(o) {
+	const a = o.admitted_calls ?? {};
+	const dist = (obj) => Object.entries(obj ?? {}).map(([k, v]) => `${k}: ${v}`).join(', ') || 'none';
+	const q = (s) => '`' + String(s).replace(/\b(CA|MZ)[0-9a-f]{32}\b/g, '$1…').replace(/\|/g, '\\|') + '`';
+	const pv = o.p99_vs_capacity;
+	const R = [];
+	if (o.error) R.push(['error', o.error]);
+	R.push(['calls offered (POST /call at ' + fmt(o.ramp_per_s ?? RAMP) + '/s)', `${o.offered} (${o.basis}${o.capacity_n ? `; capacity N = ${o.capacity_n}` : ''})` +
+	    (o.offer_s != null ? `, offered over ${fmt(o.offer_s, 1)} s` : '')]);
+	R.push(['admitted (200, dialled through the fake Twilio REST)', `${fmt(o.admitted)}` +
+	    (o.first_refusal ? ` (${o.admitted_after_first_refusal} of them offered after the first refused offer)` : '') +
+	    (o.admitted_no_context ? `; ${o.admitted_no_context} without call:{sid} in Redis` : '')]);
+	R.push(['refused with 503, by reason', `${fmt(o.refused)}${o.refused ? ` (${dist(o.by_reason)})` : ''}` +
+	    (o.first_refusal ? `; first at offer #${o.first_refusal.offer + 1}, ${fmt(o.first_refusal.s, 1)} s in` : '')]);
+	R.push(['503s with Retry-After / with a JSON reason', o.refused ? `${o.with_retry_after}/${o.refused} (Retry-After: ${dist(o.retry_after_values)}) / ` +
+	    `${o.with_json_reason}/${o.refused}` : '-']);
+	R.push(['refused another way (should be 0)', `${fmt(o.refused_other)}${o.refused_other ? ` (${dist(o.other_by)})` : ''}`]);
+	R.push(['admitted calls streamed / set up / setups failed', `${fmt(o.streamed)} / ${fmt(a.set_up)} / ${fmt(a.setups_failed)}` +
+	    (Object.keys(a.fail_reasons ?? {}).length ? ` (${dist(a.fail_reasons)})` : '')]);
+	const none = !o.streamed;
+	R.push([`admitted calls: relay up p50/p99/max us (${fmt(a.window_s, 0)} s window)`, none ? '-' : `${fmt(a.up?.p50_us)}/${fmt(a.up?.p99_us)}/${fmt(a.up?.max_us)}`]);
+	R.push(['admitted calls: relay down p50/p99/max us', none ? '-' : `${fmt(a.down?.p50_us)}/${fmt(a.down?.p99_us)}/${fmt(a.down?.max_us)}`]);
+	R.push(['admitted calls: frames lost up/down', none ? '-' : `${fmt(a.up?.lost)}/${fmt(a.down?.lost)}`]);
+	R.push(['admitted calls: setup p50/p99 ms', none ? '-' : `${fmt(a.setup_ms?.p50, 1)}/${fmt(a.setup_ms?.p99, 1)}`]);
+	R.push(['relay p99 vs the same at capacity (up, down)', !o.admitted ? 'no call admitted' : pv ? `${fmt(pv.up, 2)}x, ${fmt(pv.down, 2)}x ` +
+	    `(capacity N = ${o.capacity_n}: up ${fmt(o.capacity_p99_us?.up)} us, down ${fmt(o.capacity_p99_us?.down)} us)` : 'no capacity measured in this run']);
+	R.push(['time to reopen (calls ended -> GET /ready 200, polled every 250 ms)', !o.reopen ? '-' :
+	    o.reopen.closed_at_stop === false ? `0 s: admission was open again when the calls ended${reopenedEarly(o)}` :
+	    o.reopen.seconds !== null ? `${fmt(o.reopen.seconds, 2)} s` : `not within ${o.reopen.limit_s} s (last: ${o.reopen.last})`]);
+	const me = o.metrics?.end ?? {};
+	R.push(['admission closings (/metrics, whole run of this naiberd)', `${fmt(me.closings)} (${fmt(o.log?.closed_while_offering)} while offering); naiberd_calls_admitted_total ${fmt(me.admitted_total)}, ` +
+	    `refused_total{cause="headroom"} ${fmt(me.refused_headroom_total)}, {cause="capacity"} ${fmt(me.refused_capacity_total)}`]);
+	R.push(['peak smoothed signals (/metrics once a second)', o.metrics ? `relay lag ${fmt(o.metrics.peak?.relay_lag_ms, 1)} ms, ` +
+	    `CPU pressure ${fmt(o.metrics.peak?.cpu_pressure_percent, 1)} %, lowest MemAvailable ${fmt(o.metrics.min_memory_mib)} MiB` : '-']);
+	const at = (x) => x.at_s === null || x.at_s === undefined ? '' : ` (${x.at_s < 0 ? `${fmt(-x.at_s, 1)} s before the first offer` : `${fmt(x.at_s, 1)} s after the first offer`})`;
+	const norm = (x) => typeof x === 'string' ? { line: x, at_s: null } : x;	// older output: plain lines
+	for (const x of (o.log?.closed ?? []).map(norm).slice(0, 4)) R.push(['log: closing', q(x.line) + at(x)]);
+	if ((o.log?.closed?.length ?? 0) > 4) R.push(['log: closing', `... ${o.log.closed.length} in all`]);
+	for (const x of (o.log?.reopened ?? []).map(norm).slice(0, 4)) R.push(['log: reopening', q(x.line) + at(x)]);
+	if ((o.log?.reopened?.length ?? 0) > 4) R.push(['log: reopening', `... ${o.log.reopened.length} in all`]);
+	if (o.stop_at_s != null) R.push(['timeline (from the first offer)', `offers answered ${fmt(o.offer_s, 1)} s, window ${fmt(o.window_at_s, 1)} s, ` +
+	    `calls ended ${fmt(o.stop_at_s, 1)} s${o.ready_wait_s ? `; before offering, waited ${fmt(o.ready_wait_s, 1)} s for GET /ready 200` : ''}`]);
+	if (o.log && !o.log.closed.length) R.push(['log: closing', 'none']);
+	if (o.log && !o.log.reopened.length) R.push(['log: reopening', 'none']);
+	if (o.twilio_rest) R.push(['fake Twilio REST requests', `${o.twilio_rest.creates} creates, ${o.twilio_rest.updates} updates (hang-ups)` +
+	    (o.twilio_rest.other ? `, ${o.twilio_rest.other} other (${o.twilio_rest.other_sample.join('; ')})` : '')]);
+	if (a.loadgen) R.push(['loadgen CPU% (window)', `${fmt(a.loadgen.main_cpu_pct, 0)}${a.loadgen.main_cpu_pct > 80 ? ' (near saturation)' : ''}`]);
+	if (o.admission_env && Object.keys(o.admission_env).length)
+		R.push(['naiberd admission settings (BENCH_ADMISSION_ENV)', Object.entries(o.admission_env).map(([k, v]) => `${k}=${v}`).join(' ')]);
+	return R;
+}
+
+function overloadTable(o) {
+	return mdTable(['overload level', 'measured'], overloadRows(o));
 }
 
 /*
@@ -655,6 +1167,7 @@ function summarize(rows, m, startedAt, seconds) {
  * why there is none.
  */
 function writePlot(rows, sum) {
+	if (!rows.length) return { error: 'no levels run' };
 	// From the summary: BENCH_RENDER re-renders another run's figures.
 	const WIN = sum.window_s ?? SECONDS, RMP = sum.ramp_per_s ?? RAMP;
 	const dir = path.dirname(RESULTS);
@@ -682,7 +1195,7 @@ function writePlot(rows, sum) {
 	return { svg, dat };
 }
 
-function writeResults(rows, sum, ctx) {
+function writeResults(rows, sum, ctx, ov) {
 	if (RESULTS === '-') return;
 	const m = sum.machine;
 	const yes = (b) => b === null || b === undefined ? 'n/a' : b ? 'met' : '**not met**';
@@ -745,6 +1258,24 @@ function writeResults(rows, sum, ctx) {
 	    `${t.pss_at_430_le_300kib ? `; stretch ${yes(t.pss_at_430_le_256kib)}` : ''} |`);
 	L.push(`| no call fails set-up below capacity (N <= ${t.capacity_n}: ${fl ? 'the larger of naiberd\'s and the floor\'s' : 'naiberd\'s'}) | ` +
 	    `${t.setup_failed_levels.length ? `failures at N = ${t.setup_failed_levels.join(', ')}` : 'none'} | ${yes(t.no_setup_failure_below_capacity)} |`);
+	if (ov) {
+		const v = overloadVerdicts(ov);
+		const a = ov.admitted_calls ?? {};
+		const oc = `overload (${ov.offered} offered, ${ov.basis === 'BENCH_OVERLOAD_CALLS' ? `BENCH_OVERLOAD_CALLS${ov.capacity_n ? `; capacity ${ov.capacity_n}` : ''}` :
+		    ov.capacity_n ? `2 x capacity ${ov.capacity_n}` : 'capacity unknown'})`;
+		L.push(`| ${oc}: admission closes, refused calls get 503 with Retry-After and a JSON reason, none refused another way | ` +
+		    `${fmt(ov.refused)} refused (${Object.entries(ov.by_reason ?? {}).map(([k, n]) => `${k}: ${n}`).join(', ') || 'none'}); ` +
+		    `Retry-After ${fmt(ov.with_retry_after)}/${fmt(ov.refused)}, reason ${fmt(ov.with_json_reason)}/${fmt(ov.refused)}; other ${fmt(ov.refused_other)}; ` +
+		    `closed ${fmt(ov.log?.closed_while_offering)} time(s) while offering | ${yes(v.closed && v.refusals_well_formed)} |`);
+		L.push(`| ${oc}: admitted calls' relay p99 within 2 x the p99 at capacity, each way | ` +
+		    (ov.p99_vs_capacity ? `up ${fmt(a.up?.p99_us)} us = ${fmt(ov.p99_vs_capacity.up, 2)}x, down ${fmt(a.down?.p99_us)} us = ${fmt(ov.p99_vs_capacity.down, 2)}x` :
+		    'no capacity in this run') + ` | ${yes(v.p99_within_2x)} |`);
+		L.push(`| ${oc}: admitted calls all set up, no frame lost | ${fmt(ov.admitted)} admitted, ${fmt(a.setups_failed)} setups failed, ` +
+		    `lost ${fmt(a.up?.lost)}/${fmt(a.down?.lost)} | ${yes(v.admitted_healthy)} |`);
+		L.push(`| ${oc}: admission reopens (GET /ready 200) <= 10 s after the calls end | ` +
+		    (!(v.closed_while_offering ?? v.closed) ? 'admission did not close while offering' : ov.reopen?.closed_at_stop === false ? `0 s: open again when the calls ended${reopenedEarly(ov)}` :
+		    ov.reopen?.seconds != null ? `${fmt(ov.reopen.seconds, 2)} s` : `not within ${ov.reopen?.limit_s ?? 30} s`) + ` | ${yes(v.reopen_le_10s)} |`);
+	}
 	// A caller->agent tail near half the 20 ms frame period while the
 	// other direction is fine is the signature of a sender held by
 	// Nagle's algorithm until the peer's next frame carries the ACK.
@@ -823,6 +1354,16 @@ function writeResults(rows, sum, ctx) {
 			L.push(`${k}:`, '', '```', ...(Array.isArray(v) ? v : [String(v)]), '```', '');
 		}
 	}
+	if (ov) {
+		L.push('', '## Overload', '');
+		L.push(`After the other levels, one level offers more calls than the machine holds: ${ov.offered} calls (${ov.basis}) through \`POST /call\` at ` +
+		    `${fmt(ov.ramp_per_s ?? RAMP)} calls/s, against a fresh naiberd with admission control on` +
+		    (ov.admission_env && Object.keys(ov.admission_env).length ? ` (limits from BENCH_ADMISSION_ENV: ${Object.entries(ov.admission_env).map(([k, x]) => `${k}=${x}`).join(' ')})` : ' (default limits)') +
+		    ` and max_calls above the offer, so only measured headroom refuses. Every admitted call streams from the moment it was admitted; the relay figures are over a ${fmt(ov.window_s)} s window ` +
+		    'that starts once the last offer was answered and every admitted call was set up, then the calls are ended and GET /ready is polled until admission has reopened.');
+		L.push('');
+		L.push(overloadTable(ov));
+	}
 	L.push('');
 	L.push('## How it was measured');
 	L.push('');
@@ -831,7 +1372,7 @@ function writeResults(rows, sum, ctx) {
 	    'the ElevenLabs side (signed-URL HTTP endpoint answering a ws:// URL back to itself, the ConvAI WebSocket: expects ' +
 	    '`conversation_initiation_client_data`, answers `conversation_initiation_metadata` with ulaw_8000 both ways, then an agent `audio` event every 20 ms). ' +
 	    'Each frame carries its call index, sequence number and send time inside the audio bytes.');
-	L.push('- No POST /call and no fake Twilio REST: the driver writes `call:{sid}` (callType, phone, nonce, createdAt and a prepared ' +
+	L.push('- No POST /call and no fake Twilio REST at the levels (the overload level below has both): the driver writes `call:{sid}` (callType, phone, nonce, createdAt and a prepared ' +
 	    '`firstMessage`, as a PREPARE worker leaves it while the phone rings) and `call_type:{sid}` into Redis itself. The worker still checks the nonce, ' +
 	    'loads the person from PostgreSQL (one person per call: id `bu<i>`, one summary, condition and medication each), fetches the signed URL, ' +
 	    'connects, sends the init message and bridges after the metadata.');
@@ -848,6 +1389,17 @@ function writeResults(rows, sum, ctx) {
 	    'on this VM they can undercount short bursts, so read them as a rough hint only.');
 	L.push('- loadgen CPU%: its event-loop thread\'s CPU time over the window (a core = 100%); above ~80% the generator, not naiberd, is the limit.');
 	L.push('- The plot: tests/bench/results.dat (written by bench.mjs, one line per level) drawn by gnuplot with tests/bench/results.gp.');
+	if (ov)
+		L.push('- Overload level: the driver itself is the client of `POST /call` (Bearer token, `{"phone": ...}`, one person per offer), one request every ' +
+		    `1/${fmt(ov.ramp_per_s ?? RAMP)} s without waiting for the answers, and naiberd\'s TWILIO_API_BASE points at a fake Twilio REST API in the driver ` +
+		    '(201 and a fresh CA sid per create, 200 per hang-up update). For each 200 the driver reads the nonce from Redis `call:{sid}` and at once writes ' +
+		    '"sid streamSid nonce person" to the stdin of a loadgen started in follow mode (`-f - -n MAX`), which opens that call\'s stream as soon as it reads the line: ' +
+		    'so each admitted call streams while the next ones are still offered, and the load builds as in production (no batches; loadgen starts each call the ' +
+		    'moment its line arrives, and its ramp ends at end of input). Every 503 is counted as refused, by its JSON `reason`, with a check for `Retry-After`; ' +
+		    'anything else (another status, a connection error) counts as refused another way. After the window loadgen ends every call (Twilio `stop`); from that ' +
+		    'moment the driver polls GET /ready every 250 ms (up to 30 s): time to reopen = the first 200. Admission closings and the admitted/refused totals come from ' +
+		    '/metrics at the end; the peak smoothed signals from /metrics read once a second; the closing and reopening lines from naiberd\'s log. ' +
+		    'The first message is not pre-stored here: a PREPARE worker makes it, as in production.');
 	L.push('');
 	L.push('## Command lines');
 	L.push('');
@@ -864,16 +1416,22 @@ function writeResults(rows, sum, ctx) {
 		if (r.cmd) L.push(r.cmd.naiberd, r.cmd.loadgen);
 		if (r.floor?.cmd && r.floor.order !== 'before') L.push(r.floor.cmd);
 	}
+	if (ov?.cmd) L.push(`# overload: ${ov.offered} x POST /call at ${fmt(ov.ramp_per_s ?? RAMP)}/s from the driver`, ov.cmd.naiberd, ov.cmd.loadgen);
 	L.push('```');
 	L.push('');
 	L.push('Environment of naiberd: TWILIO_* (fresh auth token), STREAM_URL=' + STREAM_URL + (DB_PARAMS ? `, DATABASE_URL with ?${DB_PARAMS}` : '') +
-	    ', ELEVENLABS_BASE_URL and TWILIO_API_BASE = http://127.0.0.1:<loadgen port>, DATABASE_URL and REDIS_URL of the throwaway servers.');
+	    ', ELEVENLABS_BASE_URL and TWILIO_API_BASE = http://127.0.0.1:<loadgen port>, DATABASE_URL and REDIS_URL of the throwaway servers' +
+	    (ov ? '; at the overload level TWILIO_API_BASE = the driver\'s fake Twilio REST API, plus BENCH_ADMISSION_ENV if set.' : '.'));
 	L.push('');
 	L.push('## Raw JSON');
 	L.push('');
 	L.push('```');
 	for (const r of rows) {
 		const { cmd: _c, perf: _p, ...rest } = r;
+		L.push(JSON.stringify(rest));
+	}
+	if (ov) {
+		const { cmd: _c, ...rest } = ov;
 		L.push(JSON.stringify(rest));
 	}
 	L.push(JSON.stringify(sum));
@@ -892,21 +1450,22 @@ if (process.env.BENCH_RENDER) {
 	const lines = fs.readFileSync(process.env.BENCH_RENDER, 'utf8').split('\n')
 	    .filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
 	const old = lines.find((l) => l.summary);
-	const rows = lines.filter((l) => !l.summary && l.calls).sort((a, b) => a.calls - b.calls);
-	if (!old || !rows.length) {
+	const rows = lines.filter((l) => !l.summary && !l.overload && l.calls).sort((a, b) => a.calls - b.calls);
+	const ovOld = lines.find((l) => l.overload) ?? null;
+	if (!old || (!rows.length && !ovOld)) {
 		console.error('bench: BENCH_RENDER: no result lines');
 		process.exit(1);
 	}
 	skipped.push(...(old.skipped_levels ?? []));
 	renderCtx.redisCmd = old.redis_cmd ?? "redis-server --port PORT --bind 127.0.0.1 --save '' --appendonly no " +
 	    '--dir $TMP/redis --daemonize no --protected-mode no --maxclients 15000 --loglevel warning';
-	const sum = summarize(rows, old.machine, old.date, old.seconds_total);
+	const sum = summarize(rows, old.machine, old.date, old.seconds_total, ovOld);
 	// That run's settings, not this environment's.
 	for (const k of ['window_s', 'ramp_per_s', 'settle_s', 'workers', 'floor', 'quickack_workaround'])
 		if (k in old) sum[k] = old[k];
 	sum.requested_levels = old.requested_levels ?? null;
 	sum.rendered_at = new Date().toISOString();
-	writeResults(rows, sum, { redisCmd: renderCtx.redisCmd });
+	writeResults(rows, sum, { redisCmd: renderCtx.redisCmd }, ovOld);
 	fs.rmSync(tmp, { recursive: true, force: true });
 	process.exit(0);
 }
@@ -920,6 +1479,9 @@ if (!FLOOR)
 	    `relayfloor not found (${RELAYFLOOR || 'RELAYFLOOR empty'}; its source is ../shared/bench/floor): ` +
 	    'running without the floor columns');
 const rows = [];
+let ov = null;
+// One person per call slot; the overload level offers up to 2 x MAXN.
+const PERSONS = Math.max(MAXN, OV_ON ? (OV_CALLS || 2 * MAXN) : 0);
 try {
 	const redis = await startRedis();
 	const pg = await startPostgres();
@@ -928,14 +1490,14 @@ try {
 INSERT INTO users ("id","name","phone","age","gender","interests","dislikes","isFirstCall","lastCallAt","updatedAt")
   SELECT 'bu'||i, 'Person '||i, '+1555'||lpad(i::text,7,'0'), 70 + i % 25, 'FEMALE',
          ARRAY['gardening','the radio'], ARRAY['politics'], false, now() - interval '1 day', now()
-  FROM generate_series(0, ${MAXN - 1}) i;
+  FROM generate_series(0, ${PERSONS - 1}) i;
 INSERT INTO conversation_summaries ("userId","conversationId","summaryText")
   SELECT 'bu'||i, 'conv_prev_'||i, 'Talked about the garden and the grandchildren visiting on Sunday.'
-  FROM generate_series(0, ${MAXN - 1}) i;
+  FROM generate_series(0, ${PERSONS - 1}) i;
 INSERT INTO user_health_conditions ("userId","condition","severity")
-  SELECT 'bu'||i, 'arthritis', 'mild' FROM generate_series(0, ${MAXN - 1}) i;
+  SELECT 'bu'||i, 'arthritis', 'mild' FROM generate_series(0, ${PERSONS - 1}) i;
 INSERT INTO user_medications ("userId","name","dosage","frequency")
-  SELECT 'bu'||i, 'paracetamol', '500 mg', 'as needed' FROM generate_series(0, ${MAXN - 1}) i;
+  SELECT 'bu'||i, 'paracetamol', '500 mg', 'as needed' FROM generate_series(0, ${PERSONS - 1}) i;
 ANALYZE;`);
 	const elPort = await freePort();
 	const ctx = { redis, pg, elPort, token: hex(16), apiToken: hex(16), redisCmd: redis.cmd };
@@ -978,10 +1540,13 @@ ANALYZE;`);
 		return r;
 	};
 	const left = () => BUDGET - (Date.now() - t0) / 1000;
+	// A level also keeps the time the overload level would need if it
+	// set the capacity (2 N offered).
 	const estimate = (N) => N / RAMP + SETTLE + SECONDS + 25 + N / 100 +
-	    (FLOOR ? SECONDS + FLOOR_WARMUP + 6 + N / 100 : 0);
+	    (FLOOR ? SECONDS + FLOOR_WARMUP + 6 + N / 100 : 0) +
+	    (OV_ON ? ovEstimate(OV_CALLS || 2 * N) : 0);
 	let collapsed = null;
-	for (const N of [...LEVELS].sort((a, b) => a - b)) {
+	for (const N of OV_ONLY ? [] : [...LEVELS].sort((a, b) => a - b)) {
 		if (collapsed !== null) {
 			skipped.push({ calls: N, why: `N=${collapsed} already collapsed` });
 			continue;
@@ -995,7 +1560,7 @@ ANALYZE;`);
 	}
 	// Narrow down the largest passing N between the best pass and the
 	// first failure (bisection, steps of 10 calls), within the budget.
-	for (let i = 0; i < REFINE; i++) {
+	for (let i = 0; i < (OV_ONLY ? 0 : REFINE); i++) {
 		const pass = Math.max(0, ...rows.filter((r) => r.meets_target).map((r) => r.calls));
 		const fails = rows.filter((r) => !r.meets_target && r.calls > pass).map((r) => r.calls);
 		if (!pass || !fails.length) break;
@@ -1006,11 +1571,27 @@ ANALYZE;`);
 		await one(mid, `bisecting between ${pass} and ${fail}`);
 	}
 	rows.sort((a, b) => a.calls - b.calls);
-	const sum = summarize(rows, m, startedAt, Math.round((Date.now() - t0) / 1000));
+	if (OV_ON) {
+		const plan = overloadPlan(rows);
+		log(`overload level: offering ${plan.offered} calls through POST /call (${plan.basis})`);
+		const t = Date.now();
+		try {
+			ov = await runOverload(plan, ctx);
+		} catch (e) {
+			log(`overload level failed: ${e.message}`);
+			ov = { overload: true, label: 'overload', offered: plan.offered, basis: plan.basis,
+				capacity_n: plan.capacity_n, error: e.message.split('\n')[0] };
+			ov.verdicts = overloadVerdicts(ov);
+		}
+		ov.level_seconds = Math.round((Date.now() - t) / 100) / 10;
+		console.log(JSON.stringify(ov));
+	}
+	const sum = summarize(rows, m, startedAt, Math.round((Date.now() - t0) / 1000), ov);
 	console.log(JSON.stringify(sum));
-	process.stderr.write('\n' + table(rows) + '\n\n' + (hasFloor(rows) ? floorTable(rows) + '\n\n' : ''));
+	process.stderr.write('\n' + table(rows) + '\n\n' + (hasFloor(rows) ? floorTable(rows) + '\n\n' : '') +
+	    (ov ? overloadTable(ov) + '\n\n' : ''));
 	log(`largest N meeting p99 < 5 ms with zero loss: ${sum.largest_n_meeting_p99_5ms_zero_loss}`);
-	writeResults(rows, sum, ctx);
+	writeResults(rows, sum, ctx, ov);
 } finally {
 	await cleanupAll();
 }

@@ -6,6 +6,12 @@
 # level, relayfloor's process-per-call relay on this machine; rewrites
 # tests/bench/RESULTS.md, results.dat and results.svg).  Shorter:
 #   make bench BENCH_CALLS="1 50 200" BENCH_SECONDS=20
+# After the levels an overload level offers 2 x the capacity found through
+# POST /call (BENCH_OVERLOAD=0 skips it, =only runs nothing else;
+# BENCH_OVERLOAD_CALLS=N offers N; BENCH_ADMISSION_ENV="NAIBER_ADMISSION_CPU=5"
+# lowers naiberd's limits there; see tests/bench/bench.mjs), e.g.
+#   make bench BENCH_CALLS=20 BENCH_SECONDS=8 BENCH_OVERLOAD_CALLS=200 \
+#     BENCH_ADMISSION_ENV="NAIBER_ADMISSION_CPU=10" BENCH_RESULTS=/tmp/r.md
 # `make bench-handoff` runs the small handoff-only benchmark.
 
 LOADGEN_CFLAGS	= -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Wshadow \

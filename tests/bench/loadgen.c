@@ -40,6 +40,7 @@
  * Usage: loadgen -p NAIBERD_PORT -e EL_PORT -f CALLS_FILE -t AUTH_TOKEN
  *    -u STREAM_URL [-s SECONDS] [-r RAMP_PER_S] [-S SETTLE_S]
  *    [-P SERVER_PID] [-l LABEL] [-T SETUP_TIMEOUT_S] [-q] [-c US]
+ *    [-n MAX_CALLS]
  * -c: the loop makes at most one pass per US microseconds (default 500),
  * reading every ready socket in one go; latency uses the kernel's
  * receive timestamps (SO_TIMESTAMPNS), so the pass period does not add
@@ -47,8 +48,14 @@
  * -q: the fake ElevenLabs acknowledges every read at once (TCP_QUICKACK),
  * so a sender without TCP_NODELAY is not held back by Nagle's algorithm
  * waiting for a delayed ACK (the real service gives no such guarantee).
- * CALLS_FILE: one call per line: "callSid streamSid nonce"; line i (from
- * 0) is call index i and its person is "bu<i>".
+ * CALLS_FILE: one call per line: "callSid streamSid nonce [person]"; line
+ * i (from 0) is call index i and its person is "bu<person>" (default
+ * "bu<i>"); the fake ElevenLabs finds the call by that person.
+ * -f - (follow mode, needs -n): the calls arrive on stdin while the run
+ * goes on (the overload level of bench.mjs writes one line per call
+ * naiberd admitted); each call is started as soon as its line is read,
+ * -r is ignored, and the ramp ends at end of input (at most MAX_CALLS
+ * lines; zero calls is a valid run).  Slots: call i sends in tick i % 20.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -99,7 +106,8 @@
 
 enum { UP = 0, DOWN = 1 };	/* caller->agent, agent->caller */
 
-enum kind { K_TW, K_ACC, K_EL, K_HTTP, K_LISTEN, K_TIMER, K_SAMPLER };
+enum kind { K_TW, K_ACC, K_EL, K_HTTP, K_LISTEN, K_TIMER, K_SAMPLER,
+    K_INPUT };
 
 enum tw_state { TW_IDLE, TW_CONNECTING, TW_UPGRADING, TW_STREAMING,
     TW_STOPPING, TW_CLOSED, TW_FAILED };
@@ -130,6 +138,7 @@ struct conn {
 
 struct call {
 	int		 idx;
+	int		 person;	/* user_id "bu<person>" */
 	char		 call_sid[48], stream_sid[48], nonce[96];
 	struct conn	*tw, *el;
 	enum tw_state	 tw_state;
@@ -176,12 +185,19 @@ struct pss_sample {
 /* options */
 static int		 o_port, o_el_port, o_seconds = 60, o_settle = 2;
 static int		 o_setup_timeout = 15, o_quickack, o_coalesce_us = 500;
+static int		 o_max_calls;	/* -n: follow mode's capacity */
 static double		 o_ramp = 50;
 static const char	*o_file, *o_token, *o_stream_url, *o_label = "";
 static pid_t		 o_server_pid;
 
 static struct call	*calls;
 static int		 ncalls;
+static int		 calls_cap;
+static int		 follow, input_eof;	/* -f -: calls from stdin */
+static char		 inbuf[4096];
+static size_t		 inlen;
+static int		*by_person;	/* person -> call index, -1 none */
+static int		 nby_person;
 static int		*slot_tw[NSLOTS], *slot_el[NSLOTS];
 static int		 nslot_tw[NSLOTS], nslot_el[NSLOTS];
 static int		 ep;
@@ -907,12 +923,13 @@ el_start(struct conn *c, const char *m, size_t len)
 		return;
 	}
 	idx = strtol(p + sizeof(key) - 1, NULL, 10);
-	if (idx < 0 || idx >= ncalls) {
+	if (idx < 0 || idx >= nby_person || by_person[idx] < 0) {
 		el_unknown++;
 		ws_close_frame(c, 1008);
 		return;
 	}
-	cl = &calls[idx];
+	cl = &calls[by_person[idx]];
+	idx = cl->idx;
 	if (cl->el != NULL) {
 		el_dup++;
 		ws_close_frame(c, 1008);
@@ -1563,8 +1580,17 @@ tick(uint64_t now)
 
 	real_off_update();
 
+	/* Follow mode: start each call as soon as its line was read. */
+	if (phase == PH_RAMP && follow) {
+		while (started < ncalls)
+			call_connect(&calls[started++]);
+		if (input_eof) {
+			t_ramp_end = now;
+			set_phase(PH_SETUP, now);
+		}
+	}
 	/* Ramp: start calls at o_ramp per second. */
-	if (phase == PH_RAMP) {
+	if (phase == PH_RAMP && !follow) {
 		int want = (int)((double)(now - t0) / 1e9 * o_ramp) + 1;
 		if (want > ncalls)
 			want = ncalls;
@@ -1900,45 +1926,133 @@ report(void)
 
 /* -------------------------------------------------------------- setup */
 
+/* One line of the calls file: "callSid streamSid nonce [person]". */
+static void
+add_call(const char *line, const char *what)
+{
+	struct call	*cl;
+	int		 n, cap;
+
+	if (line[0] == '\n' || line[0] == '\0' || line[0] == '#')
+		return;
+	if (follow && ncalls == o_max_calls)
+		fatal("%s: more than -n %d calls", what, o_max_calls);
+	if (!follow && ncalls == calls_cap) {
+		/* File mode: read before any conn points into calls[]. */
+		calls_cap = calls_cap ? calls_cap * 2 : 256;
+		if ((calls = realloc(calls, (size_t)calls_cap *
+		    sizeof(*calls))) == NULL)
+			fatal("out of memory");
+	}
+	cl = &calls[ncalls];
+	memset(cl, 0, sizeof(*cl));
+	cl->person = -1;
+	n = sscanf(line, "%47s %47s %95s %d", cl->call_sid, cl->stream_sid,
+	    cl->nonce, &cl->person);
+	if (n < 3 || (n == 4 && cl->person < 0))
+		fatal("%s: bad line: %s", what, line);
+	cl->idx = ncalls;
+	if (cl->person < 0)
+		cl->person = cl->idx;
+	if (cl->person >= nby_person) {
+		cap = nby_person ? nby_person : 256;
+		while (cap <= cl->person)
+			cap *= 2;
+		if ((by_person = realloc(by_person, (size_t)cap *
+		    sizeof(*by_person))) == NULL)
+			fatal("out of memory");
+		for (n = nby_person; n < cap; n++)
+			by_person[n] = -1;
+		nby_person = cap;
+	}
+	if (by_person[cl->person] >= 0)
+		fatal("%s: person %d named twice", what, cl->person);
+	by_person[cl->person] = cl->idx;
+	if (follow) {
+		/* Spread the calls over the 20 ms period as they come. */
+		cl->tw_slot = cl->idx % NSLOTS;
+		cl->el_slot = (cl->tw_slot + NSLOTS / 2) % NSLOTS;
+		slot_tw[cl->tw_slot][nslot_tw[cl->tw_slot]++] = cl->idx;
+		slot_el[cl->el_slot][nslot_el[cl->el_slot]++] = cl->idx;
+	}
+	ncalls++;
+}
+
 static void
 load_calls(const char *path)
 {
 	FILE	*f;
 	char	 line[512];
-	int	 cap = 0;
 
 	if ((f = fopen(path, "r")) == NULL)
 		fatal("%s: %s", path, strerror(errno));
-	while (fgets(line, sizeof(line), f) != NULL) {
-		struct call *cl;
-		if (line[0] == '\n' || line[0] == '#')
-			continue;
-		if (ncalls == cap) {
-			cap = cap ? cap * 2 : 256;
-			if ((calls = realloc(calls, (size_t)cap *
-			    sizeof(*calls))) == NULL)
-				fatal("out of memory");
-		}
-		cl = &calls[ncalls];
-		memset(cl, 0, sizeof(*cl));
-		if (sscanf(line, "%47s %47s %95s", cl->call_sid, cl->stream_sid,
-		    cl->nonce) != 3)
-			fatal("%s: bad line: %s", path, line);
-		cl->idx = ncalls++;
-	}
+	while (fgets(line, sizeof(line), f) != NULL)
+		add_call(line, path);
 	fclose(f);
 	if (ncalls == 0)
 		fatal("%s: no calls", path);
 }
 
+/* Follow mode: whole lines from stdin, then end of input. */
+static void
+input_read(struct conn *c)
+{
+	ssize_t	 n;
+	char	*nl, *p;
+
+	for (;;) {
+		n = read(c->fd, inbuf + inlen, sizeof(inbuf) - 1 - inlen);
+		if (n > 0) {
+			inlen += (size_t)n;
+			inbuf[inlen] = '\0';
+			p = inbuf;
+			while ((nl = strchr(p, '\n')) != NULL) {
+				*nl = '\0';
+				add_call(p, "stdin");
+				p = nl + 1;
+			}
+			inlen -= (size_t)(p - inbuf);
+			memmove(inbuf, p, inlen);
+			if (inlen == sizeof(inbuf) - 1)
+				fatal("stdin: line too long");
+			continue;
+		}
+		if (n == 0) {
+			if (inlen > 0) {
+				inbuf[inlen] = '\0';
+				add_call(inbuf, "stdin");
+				inlen = 0;
+			}
+			input_eof = 1;
+			c->dead = 1;
+			epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+			fprintf(stderr, "loadgen[%s]: end of input: %d calls\n",
+			    o_label, ncalls);
+			return;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			fatal("stdin: %s", strerror(errno));
+		return;
+	}
+}
+
 static void
 build_slots(void)
 {
-	int	i, s;
+	int	i, s, cap = follow ? o_max_calls : ncalls;
 
 	for (s = 0; s < NSLOTS; s++) {
-		slot_tw[s] = calloc((size_t)ncalls, sizeof(int));
-		slot_el[s] = calloc((size_t)ncalls, sizeof(int));
+		slot_tw[s] = calloc((size_t)cap + 1, sizeof(int));
+		slot_el[s] = calloc((size_t)cap + 1, sizeof(int));
+		if (slot_tw[s] == NULL || slot_el[s] == NULL)
+			fatal("out of memory");
+	}
+	if (follow) {
+		if ((calls = calloc((size_t)cap + 1, sizeof(*calls))) == NULL)
+			fatal("out of memory");
+		return;
 	}
 	for (i = 0; i < ncalls; i++) {
 		/* Spread the calls evenly over the 20 ms period. */
@@ -1977,7 +2091,9 @@ usage(void)
 	fprintf(stderr, "usage: loadgen -p NAIBERD_PORT -e EL_PORT -f CALLS "
 	    "-t AUTH_TOKEN -u STREAM_URL [-s SECONDS] [-r RAMP_PER_S]\n"
 	    "       [-S SETTLE_S] [-T SETUP_TIMEOUT_S] [-P SERVER_PID] "
-	    "[-l LABEL] [-q] [-c COALESCE_US]\n");
+	    "[-l LABEL] [-q] [-c COALESCE_US] [-n MAX_CALLS]\n"
+	    "       -f - -n MAX_CALLS: the calls arrive on stdin during the "
+	    "run\n");
 	exit(2);
 }
 
@@ -1993,7 +2109,7 @@ main(int argc, char **argv)
 	unsigned int		 mdlen = 0;
 	int			 ch, i, n, tfd;
 
-	while ((ch = getopt(argc, argv, "p:e:f:t:u:s:r:S:T:P:l:qc:")) != -1) {
+	while ((ch = getopt(argc, argv, "p:e:f:t:u:s:r:S:T:P:l:qc:n:")) != -1) {
 		switch (ch) {
 		case 'p': o_port = atoi(optarg); break;
 		case 'e': o_el_port = atoi(optarg); break;
@@ -2008,12 +2124,16 @@ main(int argc, char **argv)
 		case 'l': o_label = optarg; break;
 		case 'q': o_quickack = 1; break;
 		case 'c': o_coalesce_us = atoi(optarg); break;
+		case 'n': o_max_calls = atoi(optarg); break;
 		default: usage();
 		}
 	}
 	if (o_port <= 0 || o_el_port <= 0 || o_file == NULL ||
 	    o_token == NULL || o_stream_url == NULL || o_seconds <= 0 ||
 	    o_ramp <= 0)
+		usage();
+	follow = strcmp(o_file, "-") == 0;
+	if (follow && o_max_calls <= 0)
 		usage();
 	signal(SIGPIPE, SIG_IGN);
 	clk_tck = sysconf(_SC_CLK_TCK);
@@ -2022,7 +2142,8 @@ main(int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	b64_init();
-	load_calls(o_file);
+	if (!follow)
+		load_calls(o_file);
 	build_slots();
 	xs_state ^= now_ns() ^ ((uint64_t)getpid() << 32);
 
@@ -2046,6 +2167,11 @@ main(int argc, char **argv)
 	sc = conn_new(samp_done, K_SAMPLER, NULL, EPOLLIN);
 	if (pthread_create(&th, NULL, sampler_main, NULL) != 0)
 		fatal("pthread_create failed");
+	if (follow) {
+		if (fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK) == -1)
+			fatal("stdin: %s", strerror(errno));
+		(void)conn_new(0, K_INPUT, NULL, EPOLLIN);	/* a pipe */
+	}
 	(void)lc;
 	(void)tc;
 	(void)sc;
@@ -2060,8 +2186,12 @@ main(int argc, char **argv)
 	its.it_interval.tv_nsec = (long)TICK_NS;
 	if (timerfd_settime(tfd, 0, &its, NULL) == -1)
 		fatal("timerfd_settime: %s", strerror(errno));
-	fprintf(stderr, "loadgen[%s]: %d calls, ramp %.0f/s, window %d s\n",
-	    o_label, ncalls, o_ramp, o_seconds);
+	if (follow)
+		fprintf(stderr, "loadgen[%s]: up to %d calls from stdin, window "
+		    "%d s\n", o_label, o_max_calls, o_seconds);
+	else
+		fprintf(stderr, "loadgen[%s]: %d calls, ramp %.0f/s, window "
+		    "%d s\n", o_label, ncalls, o_ramp, o_seconds);
 
 	while (phase != PH_DONE || samp_busy) {
 		n = epoll_wait(ep, evs, 1024, 100);
@@ -2089,6 +2219,9 @@ main(int argc, char **argv)
 				while (read(c->fd, &x, sizeof(x)) > 0)
 					;
 				samp_busy = 0;
+				continue;
+			case K_INPUT:
+				input_read(c);
 				continue;
 			default:
 				break;
