@@ -347,7 +347,6 @@ async function startNaiberd(dir, conf, ctx, { workers, maxCalls, twilioBase, ext
 		PHONE_NUMBER: personPhone(0),
 		NAIBER_SPOOL_DIR: path.join(dir, 'spool'),
 		NAIBER_PROMPTS_DIR: path.join(REPO, 'prompts'),
-		...(process.env.NAIBER_AGENT_POLL ? { NAIBER_AGENT_POLL: process.env.NAIBER_AGENT_POLL } : {}),
 		...(extraEnv ?? {}),
 	};
 	const nArgs = ['-c', conf, '-l', '127.0.0.1', '-p', String(port), '-w', String(workers),
