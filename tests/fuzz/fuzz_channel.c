@@ -76,6 +76,22 @@ fz_check_size(const struct chan_msg *m)
 		FZ_CHECK(FZ_STR(m->cm_u.done.dn_call_sid) &&
 		    FZ_STR(m->cm_u.done.dn_reason));
 		break;
+	case MSG_READY:
+		FZ_CHECK(len == sizeof(struct msg_ready));
+		FZ_CHECK(m->cm_u.ready.rd_pid > 0);
+		break;
+	case MSG_SPAWN:
+		FZ_CHECK(len == 0);
+		break;
+	case MSG_SPAWNED:
+		FZ_CHECK(len == sizeof(struct msg_spawned));
+		FZ_CHECK(m->cm_u.spawned.sp_pid >= 0);
+		FZ_CHECK((m->cm_u.spawned.sp_pid > 0) ==
+		    (m->cm_u.spawned.sp_errno == 0));
+		break;
+	case MSG_LOAD:
+		FZ_CHECK(len == sizeof(struct msg_load));
+		break;
 	default:
 		FZ_CHECK(!"unknown type accepted");
 	}
@@ -95,6 +111,10 @@ fz_check_ok(const struct chan_msg *m, const uint8_t *dg, size_t n, int fd)
 	    m->cm_hdr.mh_len) == 0);
 	FZ_CHECK(strcmp(chan_type_name(m->cm_hdr.mh_type), "unknown") != 0);
 	fz_check_size(m);
+	if (m->cm_hdr.mh_type == MSG_SPAWN) {
+		FZ_CHECK(fd != -1 && m->cm_fd == fd);	/* the worker's end */
+		return;
+	}
 	if (m->cm_hdr.mh_type != MSG_HANDOFF) {
 		FZ_CHECK(m->cm_fd == -1);
 		return;
@@ -122,7 +142,8 @@ fz_roundtrip(const struct chan_msg *m)
 	if (sp[0] == -1 && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC,
 	    0, sp) == -1)
 		abort();
-	if (m->cm_hdr.mh_type == MSG_HANDOFF &&
+	if ((m->cm_hdr.mh_type == MSG_HANDOFF ||
+	    m->cm_hdr.mh_type == MSG_SPAWN) &&
 	    (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1)
 		abort();
 	FZ_CHECK(chan_send(sp[0], m->cm_hdr.mh_type, m->cm_hdr.mh_ref,
