@@ -4,6 +4,8 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdint.h>
 #include <sys/resource.h>
@@ -330,4 +332,33 @@ sched_set_slice(long us)
 		return -1;
 	a.runtime = (uint64_t)us * 1000;
 	return (int)syscall(SYS_sched_setattr, 0, &a, 0);
+}
+
+/*
+ * A child of the supervisor (the fork server, a worker) right after its
+ * fork: default signal handlers (SIGPIPE, SIGINT and SIGHUP ignored: ^C
+ * and reloads are the supervisor's), fd moved to at, every descriptor
+ * above at closed, at close-on-exec.  0, or -1 (the caller exits).
+ */
+int
+child_scrub(int fd, int at)
+{
+	struct sigaction	sa;
+	int			sig;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sigaction(sig, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	if (fd != at) {
+		if (dup2(fd, at) == -1)
+			return -1;
+		close(fd);
+	}
+	closefrom(at + 1);
+	return fcntl(at, F_SETFD, FD_CLOEXEC) == -1 ? -1 : 0;
 }

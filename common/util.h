@@ -10,6 +10,7 @@
 #define MUST_CHECK	__attribute__((warn_unused_result))
 
 uint64_t	now_mono_ns(void);
+int		child_scrub(int, int);
 uint64_t	now_real_ms(void);
 /* ISO 8601 UTC with milliseconds, as JavaScript's toISOString(). */
 void		iso8601_ms(uint64_t, char [32]);

@@ -222,33 +222,18 @@ forksrv_reaped(pid_t pid, int status)
 static void
 forksrv_main(int ctl, struct config *cf)
 {
-	struct sigaction	 sa;
 	struct chan_msg		*m;
 	struct pollfd		 pfd;
 	const char		*why;
 	sigset_t		 none;
 	pid_t			 pid;
-	int			 sig, r;
+	int			 r;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	for (sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			sigaction(sig, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
+	if (child_scrub(ctl, FS_CTL_FD) == -1)
+		_exit(2);
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() == 1)
 		_exit(0);
-	if (ctl != FS_CTL_FD) {
-		if (dup2(ctl, FS_CTL_FD) == -1)
-			_exit(2);
-		close(ctl);
-	}
-	closefrom(FS_CTL_FD + 1);
-	if (fcntl(FS_CTL_FD, F_SETFD, FD_CLOEXEC) == -1)
-		_exit(2);
 	log_setproc("forkserver");
 	(void)prctl(PR_SET_NAME, "naiberd-fork");
 	sigemptyset(&none);

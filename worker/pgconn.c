@@ -112,6 +112,42 @@ profile_conn_close(struct profile_conn *pc)
 /* --- any connection: a load's own or the warm one ------------------ */
 
 /*
+ * One PQconnectPoll() step: 1 connected, 0 waiting (the socket watched
+ * for what libpq wants), -1 failed.
+ */
+int
+ps_connect_poll(struct pg_sock *ps)
+{
+	short	what;
+
+	switch (PQconnectPoll(ps->ps_conn)) {
+	case PGRES_POLLING_READING:
+		what = EV_READ;
+		break;
+	case PGRES_POLLING_WRITING:
+		what = EV_WRITE;
+		break;
+	case PGRES_POLLING_OK:
+		return 1;
+	default:
+		return -1;
+	}
+	return ps_watch(ps, what) == -1 ? -1 : 0;
+}
+
+/* An unconnected socket watcher calling cb(fd, what, arg). */
+void
+ps_init(struct pg_sock *ps, struct event_base *base, event_callback_fn cb,
+    void *arg)
+{
+	memset(ps, 0, sizeof(*ps));
+	ps->ps_base = base;
+	ps->ps_fd = -1;
+	ps->ps_cb = cb;
+	ps->ps_arg = arg;
+}
+
+/*
  * Waits for what on libpq's current socket.  libpq may close and open
  * sockets while connecting (next address, SSL retry), so the event is
  * rebuilt when the fd changes; it is deleted before libpq runs again
@@ -237,9 +273,10 @@ pgconn_options(const char *theirs, long timeout_ms, const char *schema)
  * A connection to url, started (PQconnectStartParams), with our session
  * options; NULL (logged) if the URL does not parse or no memory; *bad
  * set (logged) if libpq failed at once.
- * XXX libpq resolves host names with a blocking getaddrinfo() (inside
- * PQconnectStartParams() and PQconnectPoll()); use an address or a name
- * in /etc/hosts.  Doing better needs an evdns base and hostaddr=.
+ * Known limit (issue 15, item 2, not done): libpq resolves host names
+ * with a blocking getaddrinfo() inside PQconnectStartParams() and
+ * PQconnectPoll(); naiberd.8 CAVEATS tells operators to use an address
+ * or an /etc/hosts name.  The fix: resolve with evdns, pass hostaddr=.
  */
 PGconn *
 pgconn_connect(const char *url, long timeout_ms, int *bad)
@@ -391,10 +428,7 @@ pc_open(struct event_base *base, const char *url, long timeout_ms,
 		pc_free(pc);
 		return NULL;
 	}
-	pc->pc_sock.ps_base = base;
-	pc->pc_sock.ps_fd = -1;
-	pc->pc_sock.ps_cb = pc_io_cb;
-	pc->pc_sock.ps_arg = pc;
+	ps_init(&pc->pc_sock, base, pc_io_cb, pc);
 	pc->pc_state = PCS_BROKEN;
 	pc->pc_stmt = stmt;
 	pc->pc_timeout_ms = timeout_ms;
@@ -510,24 +544,14 @@ pc_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 pc_connect_poll(struct profile_conn *pc)
 {
-	short	what;
-
-	switch (PQconnectPoll(pc->pc_sock.ps_conn)) {
-	case PGRES_POLLING_READING:
-		what = EV_READ;
-		break;
-	case PGRES_POLLING_WRITING:
-		what = EV_WRITE;
-		break;
-	case PGRES_POLLING_OK:
+	switch (ps_connect_poll(&pc->pc_sock)) {
+	case 1:
 		pc_prepare(pc);
-		return;
-	default:
+		break;
+	case -1:
 		pc_fail(pc, "connect failed", "connect failed");
-		return;
+		break;
 	}
-	if (ps_watch(&pc->pc_sock, what) == -1)
-		pc_fail(pc, "connect failed", "connect failed");
 }
 
 static void

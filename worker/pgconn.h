@@ -35,7 +35,10 @@ struct pg_stmt {
 };
 
 /* pgconn.c: any connection */
+void		 ps_init(struct pg_sock *, struct event_base *,
+		    event_callback_fn, void *);
 int		 ps_watch(struct pg_sock *, short);
+int		 ps_connect_poll(struct pg_sock *);
 void		 ps_release(struct pg_sock *, int);
 int		 ps_pump(struct pg_sock *, short, int *, PGresult **);
 PGconn		*pgconn_connect(const char *, long, int *);

@@ -231,10 +231,7 @@ pl_new(struct event_base *base, const char *phone, long timeout_ms,
 		pl_free(pl);
 		return NULL;
 	}
-	pl->pl_sock.ps_base = base;
-	pl->pl_sock.ps_fd = -1;
-	pl->pl_sock.ps_cb = pl_io_cb;
-	pl->pl_sock.ps_arg = pl;
+	ps_init(&pl->pl_sock, base, pl_io_cb, pl);
 	pl->pl_cb = cb;
 	pl->pl_arg = arg;
 	pl->pl_timeout_ms = timeout_ms;
@@ -343,24 +340,14 @@ pl_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 pl_connect_poll(struct pl_load *pl)
 {
-	short	what;
-
-	switch (PQconnectPoll(pl->pl_sock.ps_conn)) {
-	case PGRES_POLLING_READING:
-		what = EV_READ;
-		break;
-	case PGRES_POLLING_WRITING:
-		what = EV_WRITE;
-		break;
-	case PGRES_POLLING_OK:
+	switch (ps_connect_poll(&pl->pl_sock)) {
+	case 1:
 		pl_send(pl);
-		return;
-	default:
+		break;
+	case -1:
 		pl_fail(pl, "connect failed");
-		return;
+		break;
 	}
-	if (ps_watch(&pl->pl_sock, what) == -1)
-		pl_fail(pl, "connect failed");
 }
 
 /* pl_stmt on a warm connection unless the server lost one before. */

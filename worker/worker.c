@@ -71,25 +71,9 @@ static struct event	*wk_ev_warm;	/* deadline, then health checks */
 static void
 worker_after_fork(int chan)
 {
-	struct sigaction	sa;
 	sigset_t		none;
-	int			sig;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	for (sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			sigaction(sig, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGINT, SIG_IGN);	/* the supervisor drains on ^C */
-	signal(SIGHUP, SIG_IGN);	/* reloads are the supervisor's */
-	if (chan != WK_CHAN_FD) {
-		if (dup2(chan, WK_CHAN_FD) == -1)
-			_exit(2);
-		close(chan);
-	}
-	closefrom(WK_CHAN_FD + 1);
-	if (fcntl(WK_CHAN_FD, F_SETFD, FD_CLOEXEC) == -1 ||
+	if (child_scrub(chan, WK_CHAN_FD) == -1 ||
 	    fcntl(WK_CHAN_FD, F_SETFL, O_NONBLOCK) == -1)
 		_exit(2);
 	log_setproc("worker");
