@@ -248,7 +248,7 @@ clean:
 # Whole calls with the supervisor and workers under valgrind memcheck.
 check-memcheck: $(B)/naiberd
 	@mkdir -p $(B)/memcheck
-	VG_DIR=$(CURDIR)/$(B)/memcheck \
+	VG_DIR=$(CURDIR)/$(B)/memcheck NAIBER_TEST_ADMISSION_LAG=10000 \
 	NAIBERD=$(CURDIR)/tests/memcheck/valgrind-naiberd.sh \
 	  node --test tests/memcheck/
 
@@ -259,6 +259,7 @@ ASAN_TESTS = tests/integ/t_call_e2e.test.mjs tests/integ/t_bridge.test.mjs \
 	tests/integ/t_badinput.test.mjs tests/integ/t_crash.test.mjs
 check-asan: $(B)/asan/naiberd $(B)/jobs_cli
 	NAIBERD=$(CURDIR)/$(B)/asan/naiberd JOBS_CLI=$(CURDIR)/$(B)/jobs_cli \
+	  NAIBER_TEST_ADMISSION_LAG=2000 \
 	  ASAN_OPTIONS=abort_on_error=1 \
 	  node --test --test-concurrency=1 $(ASAN_TESTS)
 

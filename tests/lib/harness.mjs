@@ -260,6 +260,11 @@ export function baseEnv(over = {}) {
 		// Redis on a closed port: nothing here may depend on a system
 		// service.  Tests that need Redis pass REDIS_URL from startRedis().
 		REDIS_URL: 'redis://127.0.0.1:1',
+		// Admission by relay lag is measured by the unit tests and the
+		// bench's overload level; here instances share a busy CI machine
+		// (or run under valgrind/ASan: NAIBER_TEST_ADMISSION_LAG), where
+		// one slow frame must not turn a functional test's /call into 503.
+		NAIBER_ADMISSION_LAG: process.env.NAIBER_TEST_ADMISSION_LAG ?? '100',
 	};
 	for (const [k, v] of Object.entries(over)) {
 		if (v === null || v === undefined) delete env[k];
