@@ -61,10 +61,10 @@ DEB_PKGS = build-essential pkg-config libevent-dev libwslay-dev \
 	   libcurl4-openssl-dev libhiredis-dev libpq-dev \
 	   redis-server postgresql pgbouncer mandoc python3 procps \
 	   ca-certificates \
-	   openssl valgrind clang libclang-rt-14-dev systemd
+	   openssl valgrind clang libclang-rt-14-dev systemd prometheus
 
 
-.PHONY: deps-debian need-libs check-nodeps demo-nodeps check-first-run
+.PHONY: deps-debian need-libs check-nodeps demo-nodeps check-first-run lint-ops
 .PHONY: all deps check unit integ lint-man demo bench install clean \
 	check-memcheck check-asan
 
@@ -204,7 +204,14 @@ lint-man: $(B)/naiberd
 check: deps
 	@$(MAKE) --no-print-directory check-nodeps
 
-check-nodeps: all unit lint-man fuzz-regress integ
+check-nodeps: all unit lint-man lint-ops fuzz-regress integ
+
+# The operator files: promtool on the alerting rules, and every series
+# the dashboard and the rules name against a live naiberd's /metrics.
+lint-ops: $(B)/naiberd
+	promtool check rules etc/naiberd-alerts.yml
+	NAIBERD=$(CURDIR)/$(B)/naiberd node tests/check-ops.mjs \
+	  etc/grafana-naiberd.json etc/naiberd-alerts.yml
 
 demo: deps
 	@$(MAKE) --no-print-directory demo-nodeps
