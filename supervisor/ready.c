@@ -30,6 +30,7 @@ static int		 rd_nwait;
 
 static void	ready_poll(int, short, void *);
 static void	ready_timeout(int, short, void *);
+static void	ready_fail(void);
 
 static void
 ready_cancel(void *arg)
@@ -89,8 +90,12 @@ ready_answer(struct conn *cn)
 	conn_respond(cn, 200, "application/json", body, strlen(body), NULL);
 }
 
+/*
+ * why: the failure, said once when the answer turns to no (the first
+ * check included: a database that never answered is worth a line).
+ */
 static void
-ready_finish(int ok)
+ready_finish(int ok, const char *why)
 {
 	int	i, n = rd_nwait;
 
@@ -101,9 +106,10 @@ ready_finish(int ok)
 	if (rd_conn != NULL)
 		PQfinish(rd_conn);
 	rd_conn = NULL;
-	if (ok != rd_pg_ok && rd_checked_ms != 0)
-		log_info("ready: PostgreSQL %s", ok ? "answers again" :
-		    "does not answer");
+	if (ok && !rd_pg_ok && rd_checked_ms != 0)
+		log_info("ready: PostgreSQL answers again");
+	else if (!ok && (rd_pg_ok || rd_checked_ms == 0))
+		log_warnx("ready: PostgreSQL does not answer: %s", why);
 	rd_pg_ok = ok;
 	rd_checked_ms = now_real_ms();
 	rd_nwait = 0;
@@ -117,11 +123,11 @@ static void
 ready_watch(PostgresPollingStatusType st)
 {
 	if (st == PGRES_POLLING_OK) {
-		ready_finish(1);
+		ready_finish(1, NULL);
 		return;
 	}
 	if (st == PGRES_POLLING_FAILED || PQsocket(rd_conn) < 0) {
-		ready_finish(0);
+		ready_fail();
 		return;
 	}
 	if (rd_ev != NULL)
@@ -129,7 +135,33 @@ ready_watch(PostgresPollingStatusType st)
 	rd_ev = event_new(sv.sv_base, PQsocket(rd_conn),
 	    st == PGRES_POLLING_WRITING ? EV_WRITE : EV_READ, ready_poll, NULL);
 	if (rd_ev == NULL || event_add(rd_ev, NULL) == -1)
-		ready_finish(0);
+		ready_finish(0, "cannot watch the connection");
+}
+
+/*
+ * libpq's reason (e.g. "SSL error: certificate verify failed") on one
+ * line, bounded; withheld if it would show the password.
+ */
+static void
+ready_fail(void)
+{
+	const char	*msg = PQerrorMessage(rd_conn), *pw = PQpass(rd_conn);
+	char		 why[256];
+	size_t		 i, j;
+
+	if (pw != NULL && *pw != '\0' && strstr(msg, pw) != NULL)
+		msg = "(details withheld)";
+	for (i = j = 0; msg[i] != '\0' && j + 1 < sizeof(why); i++) {
+		if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f) {
+			if (j > 0 && why[j - 1] != ' ')
+				why[j++] = ' ';
+		} else
+			why[j++] = msg[i];
+	}
+	while (j > 0 && why[j - 1] == ' ')
+		j--;
+	why[j] = '\0';
+	ready_finish(0, j > 0 ? why : "connect failed");
 }
 
 static void
@@ -142,8 +174,12 @@ ready_poll(int fd, short ev, void *arg)
 static void
 ready_timeout(int fd, short ev, void *arg)
 {
+	char	why[48];
+
 	(void)fd, (void)ev, (void)arg;
-	ready_finish(0);
+	snprintf(why, sizeof(why), "no answer within %d ms",
+	    READY_PG_TIMEOUT_MS);
+	ready_finish(0, why);
 }
 
 static int
@@ -193,5 +229,5 @@ api_ready(struct conn *cn, struct hhead *h)
 	cn->cn_op = cn;
 	cn->cn_op_cancel = ready_cancel;
 	if (rd_conn == NULL && ready_check() == -1)
-		ready_finish(0);
+		ready_finish(0, "cannot start a connection");
 }

@@ -297,7 +297,10 @@ export function runNaiberd(args, { env, timeoutMs = 10000, cwd } = {}) {
  * Start a supervisor.  Options:
  *   workers (2), maxCalls (10), drainTimeout (5), env (overrides, null
  *   deletes), args (extra flags), confText (config file body, mode 600),
- *   waitHealthy (true), healthTimeoutMs (10000).
+ *   waitHealthy (true), healthTimeoutMs (10000), listen ('127.0.0.1':
+ *   the -l address, e.g. '::1'; kept as inst.host, which inst.http(),
+ *   inst.stream(), inst.metrics(), apiGet(), apiPost() and
+ *   twilioWebhook() connect to).
  */
 export async function startNaiberd(opts = {}) {
 	if (!fs.existsSync(NAIBERD))
@@ -318,13 +321,14 @@ export async function startNaiberd(opts = {}) {
 	const workers = opts.workers ?? 2;
 	const maxCalls = opts.maxCalls ?? 10;
 	const drainTimeout = opts.drainTimeout ?? 5;
-	const args = ['-c', confPath, '-l', '127.0.0.1', '-p', String(port),
+	const host = opts.listen ?? '127.0.0.1';
+	const args = ['-c', confPath, '-l', host, '-p', String(port),
 	    '-w', String(workers), '-m', String(maxCalls), '--log-level', 'debug',
 	    '--drain-timeout', String(drainTimeout), ...(opts.args ?? [])];
 	const exe = fs.realpathSync(NAIBERD);
 	const proc = spawn(NAIBERD, args, { env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
 	const inst = {
-		port, pid: proc.pid, proc, dir, confPath, env, args,
+		port, host, pid: proc.pid, proc, dir, confPath, env, args,
 		authToken: env.TWILIO_AUTH_TOKEN, apiToken: env.NAIBER_API_TOKEN,
 		streamUrl: env.STREAM_URL, log: '', stdout: '',
 		exitInfo: null, workerPids: new Set(),
@@ -434,9 +438,9 @@ export async function startNaiberd(opts = {}) {
 		const fs_ = new Set(inst.forkServers());
 		return childPids(proc.pid).filter((p) => !fs_.has(p));
 	};
-	inst.metrics = (token = inst.apiToken) => metrics(port, token);
-	inst.http = (method, p, o) => http(port, method, p, o);
-	inst.stream = (o = {}) => twilioStream(port, { token: inst.authToken, streamUrl: inst.streamUrl, ...o });
+	inst.metrics = (token = inst.apiToken) => metrics(port, token, host);
+	inst.http = (method, p, o) => http(port, method, p, { host, ...o });
+	inst.stream = (o = {}) => twilioStream(port, { token: inst.authToken, streamUrl: inst.streamUrl, host, ...o });
 
 	/* SIGTERM, wait (bounded), SIGKILL; then kill any leftover workers. */
 	inst.stop = async (graceMs = 3000) => {
@@ -464,7 +468,7 @@ export async function startNaiberd(opts = {}) {
 		try {
 			await waitFor(async () => {
 				if (inst.exitInfo) throw new Error(`naiberd exited during start: ${JSON.stringify(inst.exitInfo)}`);
-				const r = await http(port, 'GET', '/health', { timeoutMs: 1000 });
+				const r = await http(port, 'GET', '/health', { timeoutMs: 1000, host });
 				return r.status === 200;
 			}, opts.healthTimeoutMs ?? 10000, 'GET /health to answer 200', 50);
 		} catch (e) {
@@ -477,10 +481,10 @@ export async function startNaiberd(opts = {}) {
 
 // -------------------------------------------------------------------- HTTP
 
-/* One request with node:http on a fresh connection. */
-export function http(port, method, p, { headers = {}, body, timeoutMs = 5000 } = {}) {
+/* One request with node:http on a fresh connection (to host: 127.0.0.1 unless given). */
+export function http(port, method, p, { headers = {}, body, timeoutMs = 5000, host = '127.0.0.1' } = {}) {
 	return new Promise((resolve, reject) => {
-		const req = nodeHttp.request({ host: '127.0.0.1', port, method, path: p, headers, agent: false });
+		const req = nodeHttp.request({ host, port, method, path: p, headers, agent: false });
 		const timer = setTimeout(() => {
 			req.destroy(new Error(`timeout after ${timeoutMs} ms: ${method} ${p}`));
 		}, timeoutMs);
@@ -639,9 +643,9 @@ export function rawConn(port) {
 }
 
 /* GET /metrics, parsed to { 'name{labels}': number }. */
-export async function metrics(port, token) {
+export async function metrics(port, token, host) {
 	const headers = token ? { Authorization: `Bearer ${token}` } : {};
-	const r = await http(port, 'GET', '/metrics', { headers });
+	const r = await http(port, 'GET', '/metrics', { headers, host });
 	if (r.status !== 200) throw new Error(`GET /metrics: status ${r.status}: ${r.body.slice(0, 200)}`);
 	return parseMetrics(r.body);
 }
@@ -671,7 +675,7 @@ export function mulawFrame(chunk) {
  * base64(HMAC-SHA1(token, streamUrl)) computed by the twilio package.
  * Options: callSid, streamSid, token, streamUrl, customParameters,
  * signature (string overrides, null omits the header), headers, path,
- * accountSid.
+ * accountSid, host (127.0.0.1; an IPv6 address is bracketed in the URL).
  *
  * s.opened resolves on 101 and rejects with err.status set on any other
  * answer (err.code for connection errors).  s.closed resolves with
@@ -690,7 +694,8 @@ export function twilioStream(port, o = {}) {
 		signature = twilio.getExpectedTwilioSignature(o.token, streamUrl, {});
 	}
 	if (signature !== null) headers['X-Twilio-Signature'] = signature;
-	const url = `ws://127.0.0.1:${port}${o.path ?? '/outbound-media-stream'}`;
+	const host = o.host ?? '127.0.0.1';
+	const url = `ws://${host.includes(':') ? `[${host}]` : host}:${port}${o.path ?? '/outbound-media-stream'}`;
 	const ws = new WebSocket(url, { headers, perMessageDeflate: false,
 	    handshakeTimeout: o.handshakeTimeoutMs ?? 5000 });
 	let seq = 0, chunk = 0;
@@ -1053,13 +1058,13 @@ export function apiPost(d, p, body, { token = d.apiToken, headers = {}, timeoutM
 		b = typeof body === 'string' ? body : JSON.stringify(body);
 		h['Content-Type'] ??= 'application/json';
 	}
-	return http(d.port, 'POST', p, { headers: h, body: b, timeoutMs });
+	return http(d.port, 'POST', p, { headers: h, body: b, timeoutMs, host: d.host });
 }
 
 export function apiGet(d, p, { token = d.apiToken, headers = {}, timeoutMs = 5000 } = {}) {
 	const h = { ...headers };
 	if (token !== null && token !== undefined) h.Authorization = `Bearer ${token}`;
-	return http(d.port, 'GET', p, { headers: h, timeoutMs });
+	return http(d.port, 'GET', p, { headers: h, timeoutMs, host: d.host });
 }
 
 /* POST /call (or /call/health-check) that must succeed; returns the sid. */
@@ -1123,7 +1128,8 @@ export function twilioWebhook(d, route, params, { url, token = d.authToken, sign
 	const sig = signature === undefined ? twilio.getExpectedTwilioSignature(token, signUrl, params) : signature;
 	const h = { 'Content-Type': 'application/x-www-form-urlencoded', ...headers };
 	if (sig !== null) h['X-Twilio-Signature'] = sig;
-	return http(d.port, 'POST', route, { headers: h, body: formEncode(sendParams ?? params), timeoutMs });
+	return http(d.port, 'POST', route, { headers: h, body: formEncode(sendParams ?? params), timeoutMs,
+	    host: d.host });
 }
 
 // ------------------------------------------------------------------- XML

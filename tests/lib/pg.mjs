@@ -10,7 +10,9 @@
 //   env.DATABASE_URL = pg.url;
 //
 // Options: schema (true: tests/lib/schema.sql, false: none, or a path),
-// port (default: a free loopback port).  Result: {port, url, dir,
+// port (default: a free loopback port), ssl (null; {cert, key}: PEM files
+// of the server's certificate, then ssl=on and pg_hba.conf hostssl only,
+// so a client without TLS is refused: pg.sh PG_SSL_CERT).  Result: {port, url, dir,
 // psql(sql, {db}) -> stdout trimmed (unaligned, tuples only; rejects on
 // any SQL error), log() -> the server log, stop()}.
 //
@@ -36,10 +38,11 @@ export const PG_SH = fileURLToPath(new URL('./pg.sh', import.meta.url));
 export const PG_SCHEMA = fileURLToPath(new URL('./schema.sql', import.meta.url));
 
 /* sh -c script with $0 = pg.sh, $1... = args; resolves to stdout. */
-function sh(script, args, { timeoutMs = 60000 } = {}) {
+function sh(script, args, { timeoutMs = 60000, env } = {}) {
 	return new Promise((resolve, reject) => {
 		execFile('sh', ['-c', script, PG_SH, ...args.map(String)],
-		    { timeout: timeoutMs, maxBuffer: 64 << 20, encoding: 'utf8' },
+		    { timeout: timeoutMs, maxBuffer: 64 << 20, encoding: 'utf8',
+		    ...(env ? { env: { ...process.env, ...env } } : {}) },
 		    (err, stdout, stderr) => {
 			if (err) {
 				const e = new Error(`pg.sh: ${err.killed ? 'timed out' :
@@ -76,7 +79,8 @@ function startReaper(dir) {
 	return { child, exited };
 }
 
-export async function startPostgres({ schema = true, port } = {}) {
+export async function startPostgres({ schema = true, port, ssl = null } = {}) {
+	const env = ssl ? { PG_SSL_CERT: ssl.cert, PG_SSL_KEY: ssl.key } : undefined;
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'naiberd-pg-'));
 	const reaper = startReaper(dir);
 	let stopped = null;
@@ -97,7 +101,7 @@ export async function startPostgres({ schema = true, port } = {}) {
 		for (let attempt = 0; ; attempt++) {
 			const p = port ?? await freePort();
 			try {
-				await sh('. "$0" && pg_start "$1" "$2"', [dir, p]);
+				await sh('. "$0" && pg_start "$1" "$2"', [dir, p], { env });
 				port = p;
 				break;
 			} catch (e) {

@@ -29,6 +29,14 @@
 # PG_BINDIR overrides the server binaries (default: newest
 # /usr/lib/postgresql/*/bin).  The URL is
 # postgres://postgres@127.0.0.1:PORT/postgres.
+#
+# TLS: with PG_SSL_CERT and PG_SSL_KEY (PEM files) set, pg_start copies
+# them into DIR (owned by the server's user, mode 600, as the server
+# wants), starts with ssl=on and that pair, and replaces pg_hba.conf with
+# hostssl lines only (127.0.0.1 and ::1, trust) plus the unix socket: a
+# client that does not speak TLS over TCP is refused.  Unset (the
+# default), nothing changes; a DIR started with TLS before gets its
+# original pg_hba.conf back.
 
 pg_bindir() {
 	if [ -n "${PG_BINDIR:-}" ]; then
@@ -80,16 +88,50 @@ pg_start() {
 			return 1
 		}
 	fi
+	_pg_ssl=$(_pg_ssl_setup "$_pg_dir") || return 1
 	_pg_as "$_pg_dir" "$_pg_bin/pg_ctl" -D "$_pg_dir/data" -w -t 30 \
 	    -l "$_pg_dir/postgres.log" -o "-c listen_addresses=127.0.0.1 \
 	    -c port=$_pg_port -c unix_socket_directories=$_pg_dir \
 	    -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
 	    -c max_connections=50 -c shared_buffers=16MB \
-	    -c logging_collector=off" start >/dev/null 2>&1 || {
+	    -c logging_collector=off$_pg_ssl" start >/dev/null 2>&1 || {
 		echo "pg.sh: server did not start on port $_pg_port:" >&2
 		tail -n 20 "$_pg_dir/postgres.log" >&2
 		return 1
 	}
+}
+
+# PG_SSL_CERT/PG_SSL_KEY: the pair copied into DIR and pg_hba.conf made
+# hostssl-only; prints the server options to add (empty without TLS).
+_pg_ssl_setup() {
+	_pg_hba=$1/data/pg_hba.conf
+	if [ -z "${PG_SSL_CERT:-}" ] && [ -z "${PG_SSL_KEY:-}" ]; then
+		if [ -f "$_pg_hba.orig" ]; then
+			mv -f "$_pg_hba.orig" "$_pg_hba" || return 1
+		fi
+		return 0
+	fi
+	if [ ! -r "${PG_SSL_CERT:-}" ] || [ ! -r "${PG_SSL_KEY:-}" ]; then
+		echo "pg.sh: PG_SSL_CERT and PG_SSL_KEY must both name" \
+		    "readable files" >&2
+		return 1
+	fi
+	cp "$PG_SSL_CERT" "$1/server.crt" &&
+	    cp "$PG_SSL_KEY" "$1/server.key" &&
+	    chmod 0600 "$1/server.crt" "$1/server.key" || return 1
+	if [ "$(id -u)" -eq 0 ]; then
+		chown "${PG_USER:-postgres}" "$1/server.crt" "$1/server.key" ||
+		    return 1
+	fi
+	if [ ! -f "$_pg_hba.orig" ]; then
+		cp -p "$_pg_hba" "$_pg_hba.orig" || return 1
+	fi
+	printf '%s\n' '# pg.sh: TLS only over TCP' \
+	    'local all all trust' \
+	    'hostssl all all 127.0.0.1/32 trust' \
+	    'hostssl all all ::1/128 trust' >"$_pg_hba" || return 1
+	printf ' -c ssl=on -c ssl_cert_file=%s -c ssl_key_file=%s' \
+	    "$1/server.crt" "$1/server.key"
 }
 
 pg_stop() {

@@ -337,7 +337,7 @@ export async function startStack(opts = {}) {
 		// /ready: where the binary has it, it must say yes before a test starts.
 		let last = null;
 		await waitFor(async () => {
-			last = await http(d.port, 'GET', '/ready', { timeoutMs: 3000 });
+			last = await http(d.port, 'GET', '/ready', { timeoutMs: 3000, host: d.host });
 			return last.status === 200 || last.status === 404;
 		}, 10000, 'GET /ready to answer 200', 100).catch((e) => {
 			throw new Error(`${e.message}; last answer ${last?.status} ${last?.body}`);
