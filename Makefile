@@ -31,7 +31,8 @@ B	 = build
 COMMON	 = common/log.c common/util.c common/config.c common/channel.c \
 	   common/httphead.c common/twilio.c common/twilio_rest.c \
 	   common/evcurl.c common/redis.c common/tls.c common/session.c \
-	   common/jobs.c common/prompt.c common/pgurl.c common/jscan.c
+	   common/jobs.c common/prompt.c common/pgurl.c common/jscan.c \
+	   common/dns.c common/pgaddr.c common/redisurl.c
 SUPERV	 = supervisor/main.c supervisor/supervisor.c supervisor/listener.c \
 	   supervisor/router.c supervisor/api_ops.c supervisor/pool.c \
 	   supervisor/metrics.c supervisor/api_call.c supervisor/api_twilio.c \
@@ -145,7 +146,8 @@ $(B)/asan/worker/%.o: worker/%.c common/*.h worker/*.h
 # --- tests ------------------------------------------------------------
 
 $(B)/test/test_channel: tests/unit/test_channel.c common/channel.c common/util.c
-$(B)/test/test_config: tests/unit/test_config.c common/config.c
+$(B)/test/test_config: tests/unit/test_config.c common/config.c \
+	common/redisurl.c common/util.c
 $(B)/test/test_httphead: tests/unit/test_httphead.c common/httphead.c
 $(B)/test/test_twilio_sig: tests/unit/test_twilio_sig.c common/twilio.c
 $(B)/test/test_twilio_event: tests/unit/test_twilio_event.c \
@@ -153,22 +155,26 @@ $(B)/test/test_twilio_event: tests/unit/test_twilio_event.c \
 $(B)/test/test_util: tests/unit/test_util.c common/util.c
 $(B)/test/test_profile: tests/unit/test_profile.c tests/unit/testlib.c \
 	worker/profile.c worker/pgconn.c common/log.c common/util.c \
-	common/pgurl.c
+	common/pgurl.c common/pgaddr.c common/dns.c common/tls.c
 $(B)/test/test_jobs: tests/unit/test_jobs.c tests/unit/testlib.c \
-	common/jobs.c common/redis.c common/log.c common/util.c
+	common/jobs.c common/redis.c common/redisurl.c common/dns.c common/tls.c \
+	common/log.c common/util.c
 $(B)/test/test_eleven_event: tests/unit/test_eleven_event.c \
 	worker/eleven_event.c common/jscan.c common/util.c
 $(B)/test/test_prompt: tests/unit/test_prompt.c common/prompt.c
 $(B)/test/test_transcode: tests/unit/test_transcode.c worker/transcode.c
-$(B)/test/test_evcurl: tests/unit/test_evcurl.c common/evcurl.c
+$(B)/test/test_evcurl: tests/unit/test_evcurl.c common/evcurl.c \
+	common/dns.c common/tls.c common/log.c common/util.c
 $(B)/test/test_redis: tests/unit/test_redis.c tests/unit/testlib.c \
-	common/redis.c common/log.c common/util.c
+	common/redis.c common/redisurl.c common/dns.c common/tls.c common/log.c common/util.c
 $(B)/test/test_twilio_rest: tests/unit/test_twilio_rest.c \
-	common/twilio_rest.c common/evcurl.c common/util.c
+	common/twilio_rest.c common/evcurl.c common/util.c common/dns.c \
+	common/tls.c common/log.c
 $(B)/test/test_ws: tests/unit/test_ws.c worker/ws.c common/util.c \
-	common/tls.c
+	common/tls.c common/dns.c common/log.c
 $(B)/test/test_admission: tests/unit/test_admission.c supervisor/admission.c
 $(B)/test/test_router: tests/unit/test_router.c supervisor/router.c \
+	common/redisurl.c \
 	common/httphead.c common/twilio.c common/config.c common/util.c
 
 $(B)/test/%:
@@ -188,7 +194,7 @@ unit: $(UNITS:%=$(B)/test/%) $(B)/test/sig-vectors.tsv
 
 # Test-only driver for the BullMQ test; not sanitized because it is timed.
 $(B)/jobs_cli: tests/unit/jobs_cli.c common/jobs.c common/redis.c \
-	common/log.c common/util.c
+	common/dns.c common/tls.c common/log.c common/util.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 integ: $(B)/naiberd $(B)/jobs_cli

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "redis.h"
 
 #ifndef NAIBER_DATADIR
 #define NAIBER_DATADIR	"/usr/local/share/naiberd"
@@ -58,6 +59,9 @@ const struct opt config_opts[] = {
 	{ "database_url", "DATABASE_URL", 0, NULL, OT_URL, NULL, 0, 0,
 	  OF_SECRET | OF_REQUIRED, O(database_url), NULL, "url",
 	  "PostgreSQL connection URL" },
+	{ "dns_timeout", "NAIBER_DNS_TIMEOUT", 0, NULL, OT_INT, "5000", 100,
+	  60000, OF_NORELOAD, O(dns_timeout), NULL, "ms",
+	  "Longest wait for a host name to resolve" },
 	{ "drain_timeout", "NAIBER_DRAIN_TIMEOUT", 0, "drain-timeout", OT_INT,
 	  "600", 0, 86400, 0, O(drain_timeout), NULL, "seconds",
 	  "How long live calls may run after SIGTERM" },
@@ -133,6 +137,9 @@ const struct opt config_opts[] = {
 	{ "redis_url", "REDIS_URL", 0, NULL, OT_URL, "redis://localhost:6379",
 	  0, 0, OF_SECRET | OF_NORELOAD, O(redis_url), NULL, "url",
 	  "Redis URL, with password and db number" },
+	{ "resolv_conf", "NAIBER_RESOLV_CONF", 0, NULL, OT_STR,
+	  "/etc/resolv.conf", 0, 0, OF_NORELOAD, O(resolv_conf), NULL, "file",
+	  "Nameservers to ask (resolv.conf format; /etc/hosts is read too)" },
 	{ "sched_slice", "NAIBER_SCHED_SLICE", 0, NULL, OT_INT, "100", 0,
 	  100000, OF_NORELOAD, O(sched_slice), NULL, "us",
 	  "CPU time slice asked of the kernel (Linux 6.12+); 0: default" },
@@ -418,8 +425,9 @@ config_set(const struct opt *o, struct config *c, const struct cfg_raw *r,
 static void
 config_cross(struct config *c, struct cfg_errors *e)
 {
-	size_t	i;
-	char	*v;
+	const char	*why;
+	size_t		 i;
+	char		*v;
 
 	for (i = 0; i < config_nopts; i++) {
 		const struct opt *o = &config_opts[i];
@@ -444,9 +452,10 @@ config_cross(struct config *c, struct cfg_errors *e)
 		    "URL without a query string");
 	if (c->twilio_url != NULL && strncasecmp(c->twilio_url, "http", 4))
 		config_error(e, "twilio_url: must be an http(s):// URL");
-	if (c->redis_url != NULL && strncasecmp(c->redis_url, "redis://", 8))
-		config_error(e, "redis_url: must be a redis:// URL (TLS to "
-		    "Redis is not supported)");
+	if (c->redis_url != NULL && (why = rds_url_error(c->redis_url)) !=
+	    NULL)
+		config_error(e, "redis_url: not a usable redis:// or rediss:// "
+		    "URL: %s", why);
 	if (c->workers > c->max_calls)
 		config_error(e, "workers (%ld) must not exceed max_calls (%ld)",
 		    c->workers, c->max_calls);

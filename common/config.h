@@ -99,6 +99,9 @@ struct config {
 	char	*bullmq_prefix;
 	long	 database_timeout;
 	long	 elevenlabs_timeout;
+	/* resolver */
+	char	*resolv_conf;
+	long	 dns_timeout;
 
 	/* derived, filled by config_build() */
 	char	*cf_file;	/* file that was read, or NULL */

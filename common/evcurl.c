@@ -25,7 +25,9 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "dns.h"
 #include "evcurl.h"
+#include "util.h"
 
 #define EC_CONNECT_TIMEOUT_MS	5000L
 #define EC_DEFAULT_TIMEOUT_MS	30000L
@@ -39,7 +41,13 @@ struct ec_sock {
 
 /* One started request; lives in ec_xfers until its callback has run. */
 struct ec_xfer {
+	struct evcurl		*ex_ec;
 	CURL			*ex_easy;
+	struct dns_req		*ex_dns;	/* host name being resolved */
+	struct curl_slist	*ex_resolve;	/* its answer, for curl */
+	char			 ex_err[320];
+	char			 ex_host[256];
+	int			 ex_port;
 	struct curl_slist	*ex_headers;
 	evcurl_cb		 ex_cb;
 	void			*ex_arg;
@@ -87,6 +95,9 @@ static int		 ec_set_method(CURL *, const struct evcurl_req *);
 static int		 ec_set_headers(struct ec_xfer *,
 			    const struct evcurl_req *);
 static void		 ec_xfer_free(struct ec_xfer *);
+static int		 ec_host(const char *, char *, size_t, int *);
+static void		 ec_resolved(const struct dns_addrs *, const char *,
+			    void *);
 
 static int	ec_initialized;
 
@@ -554,6 +565,8 @@ evcurl_start(struct evcurl *ec, const struct evcurl_req *rq,
     evcurl_cb cb, void *arg)
 {
 	struct ec_xfer	*x;
+	char		 host[256];
+	int		 port;
 
 	if (ec == NULL || ec->ec_dead || rq == NULL || cb == NULL ||
 	    ec_check_req(rq) == -1)
@@ -568,8 +581,22 @@ evcurl_start(struct evcurl *ec, const struct evcurl_req *rq,
 	    ec_set_method(x->ex_easy, rq) == -1 ||
 	    ec_set_headers(x, rq) == -1)
 		goto bad;
+	x->ex_ec = ec;
+	/*
+	 * A host name is resolved on this loop first (dns.c) and handed to
+	 * curl as CURLOPT_RESOLVE, so curl never looks it up itself.
+	 */
+	if (ec_host(rq->rq_url, host, sizeof(host), &port) == -1)
+		goto bad;
+	if (!dns_is_numeric(host)) {
+		memcpy(x->ex_host, host, sizeof(x->ex_host));
+		x->ex_port = port;
+		x->ex_dns = dns_lookup(ec->ec_base, host, port, ec_resolved, x);
+		if (x->ex_dns == NULL)
+			goto bad;
 	/* Never completes inside this call: curl only arms its timer. */
-	if (curl_multi_add_handle(ec->ec_multi, x->ex_easy) != CURLM_OK)
+	} else if (curl_multi_add_handle(ec->ec_multi, x->ex_easy) !=
+	    CURLM_OK)
 		goto bad;
 	TAILQ_INSERT_TAIL(&ec->ec_xfers, x, ex_entry);
 	ec->ec_pending++;
@@ -578,6 +605,87 @@ bad:
 	ec_xfer_free(x);
 	return -1;
 }
+
+/* The URL's host (IPv6 without brackets) and port, as curl reads them. */
+static int
+ec_host(const char *url, char *host, size_t len, int *port)
+{
+	CURLU	*u;
+	char	*h = NULL, *p = NULL;
+	int	 rc = -1;
+	size_t	 n;
+
+	if ((u = curl_url()) == NULL)
+		return -1;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) ==
+	    CURLUE_OK) {
+		n = strlen(h);
+		if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+			memmove(h, h + 1, n - 2);
+			h[n - 2] = '\0';
+		}
+		*port = atoi(p);
+		if (strlen(h) < len && *port > 0 && *port < 65536) {
+			memcpy(host, h, strlen(h) + 1);
+			rc = 0;
+		}
+	}
+	curl_free(h);
+	curl_free(p);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+static void
+ec_resolved(const struct dns_addrs *a, const char *err, void *arg)
+{
+	struct ec_xfer		*x = arg;
+	struct evcurl		*ec = x->ex_ec;
+	struct evcurl_resp	 r;
+	char			 entry[1024], as[64], *c;
+	size_t			 off;
+	int			 i;
+
+	x->ex_dns = NULL;
+	if (a != NULL) {
+		off = (size_t)snprintf(entry, sizeof(entry), "%s:%d:",
+		    x->ex_host, x->ex_port);
+		for (i = 0; i < a->n && off < sizeof(entry); i++) {
+			dns_addr_str((const struct sockaddr *)&a->ss[i], as,
+			    sizeof(as));
+			/* "[v6]:port" or "v4:port": curl wants [v6] or v4. */
+			if ((c = strrchr(as, ':')) != NULL)
+				*c = '\0';
+			off += (size_t)snprintf(entry + off,
+			    sizeof(entry) - off, "%s%s", i ? "," : "", as);
+		}
+		if (off < sizeof(entry) &&
+		    (x->ex_resolve = curl_slist_append(NULL, entry)) != NULL &&
+		    curl_easy_setopt(x->ex_easy, CURLOPT_RESOLVE,
+		    x->ex_resolve) == CURLE_OK &&
+		    curl_multi_add_handle(ec->ec_multi, x->ex_easy) ==
+		    CURLM_OK)
+			return;
+		err = "cannot hand the addresses to curl";
+	}
+	strlcpy_n(x->ex_err, err != NULL ? err : "cannot resolve the host",
+	    sizeof(x->ex_err));
+	memset(&r, 0, sizeof(r));
+	r.er_failed = 1;
+	r.er_error = x->ex_err;
+	r.er_body = "";
+	TAILQ_REMOVE(&ec->ec_xfers, x, ex_entry);
+	ec->ec_pending--;
+	ec->ec_busy++;
+	x->ex_cb(&r, x->ex_arg);
+	ec_xfer_free(x);
+	ec->ec_busy--;
+	if (ec->ec_dead && ec->ec_busy == 0)
+		ec_destroy(ec);
+}
+
 
 /* Transport, limits and TLS: the same for every request. */
 static int
@@ -707,8 +815,11 @@ ec_set_headers(struct ec_xfer *x, const struct evcurl_req *rq)
 static void
 ec_xfer_free(struct ec_xfer *x)
 {
+	if (x->ex_dns != NULL)
+		dns_cancel(x->ex_dns);
 	if (x->ex_easy != NULL)
 		curl_easy_cleanup(x->ex_easy);
+	curl_slist_free_all(x->ex_resolve);
 	curl_slist_free_all(x->ex_headers);
 	free(x->ex_body);
 	free(x);

@@ -1,29 +1,40 @@
 /*
  * redis.c - the Redis connection of a process, on its libevent loop.
- * Owns struct rds (hiredis 0.14 async context, the AUTH/SELECT
- * handshake, reconnect with back-off) and struct rds_req (one per
- * command: its timeout timer and the exactly-once call of its
- * callback); also the REDIS_URL parser and the key builders of DESIGN
- * §4.  Used by whichever process calls rds_new(); it touches keys only
- * on its callers' behalf.  hiredis 0.14 sends with write(2): the
- * process must ignore SIGPIPE.  The password is never logged.
+ * Owns struct rds (the connection: host name resolved on the loop,
+ * every address tried in order, TLS for rediss:// with certificate and
+ * host name checked, the AUTH/SELECT handshake, reconnect with
+ * back-off) and struct rds_req (one per command, in the order sent:
+ * its timeout timer and the exactly-once call of its callback); also
+ * the REDIS_URL parser and the key builders of DESIGN §4.  hiredis is
+ * used only to format commands and parse replies (its reader); the
+ * transport is a bufferevent (libevent, with OpenSSL for TLS), since
+ * Debian's hiredis 0.14 can neither resolve without blocking nor speak
+ * TLS.  The password is never logged.
  */
 #include <sys/queue.h>
+#include <sys/socket.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/bufferevent_ssl.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
-#include <hiredis/adapters/libevent.h>
+#include <openssl/err.h>
 
+#include "dns.h"
 #include "log.h"
 #include "redis.h"
+#include "tls.h"
 #include "util.h"
 
 /*
@@ -43,22 +54,21 @@
  *   dropped silently.  It may be called from inside any rds callback.
  * - The state callback sees only transitions: 1 once the handshake is
  *   done, 0 when a connection that was reported up is gone.
- * hiredis is never freed from inside its own callbacks: a dead or
- * condemned context is freed by the zero timer r_lost.
+ * A dead or condemned connection is freed by the zero timer r_lost,
+ * never from inside the callback that found it dead.
  */
 
 #define RDS_BACKOFF_MIN	100		/* ms, doubled per failure */
 #define RDS_BACKOFF_MAX	5000
 #define RDS_MAXTIMEOUTS	3
-#define RDS_URL_MAX	2048
-#define RDS_DB_MAX	1000000
 #define RDS_ID_MAX	128
+#define RDS_REPLY_MAX	(64 * 1024 * 1024)	/* bytes of one reply */
 
 enum rds_state {
-	RS_IDLE = 0,		/* no context; r_retry armed */
-	RS_CONNECTING,		/* context, handshake replies due */
+	RS_IDLE = 0,		/* no connection; r_retry armed */
+	RS_CONNECTING,		/* resolving, connecting, handshake due */
 	RS_UP,			/* handshake done: commands accepted */
-	RS_DOWN			/* context dead or condemned; r_lost armed */
+	RS_DOWN			/* connection dead or condemned; r_lost armed */
 };
 
 struct rds_req {
@@ -67,8 +77,7 @@ struct rds_req {
 	rds_cb			 q_cb;
 	void			*q_arg;
 	struct event		*q_timer;
-	int			 q_done;	/* q_cb has run */
-	int			 q_hdone;	/* hiredis has let go of it */
+	int			 q_done;	/* q_cb has run (timeout) */
 };
 
 TAILQ_HEAD(rds_reqs, rds_req);
@@ -78,7 +87,10 @@ struct rds {
 	struct rds_url		 r_url;
 	char			 r_name[300];	/* host:port/db, for logs */
 	long			 r_timeout_ms;
-	redisAsyncContext	*r_ac;
+	struct nc		*r_nc;		/* connecting */
+	struct bufferevent	*r_bev;		/* connected */
+	redisReader		*r_reader;
+	size_t			 r_fed;		/* bytes since the last reply */
 	enum rds_state		 r_state;
 	int			 r_reported;	/* last state told r_state_fn */
 	int			 r_handshake;	/* handshake replies due */
@@ -94,14 +106,6 @@ struct rds {
 	struct rds_reqs		 r_reqs;
 };
 
-static int	url_parse(const char *, struct rds_url *, const char **);
-static int	url_rest(const char *, struct rds_url *, const char **);
-static int	url_userinfo(const char *, size_t, struct rds_url *);
-static int	url_hostport(const char *, size_t, struct rds_url *);
-static int	url_host(const char *, size_t, struct rds_url *);
-static int	url_number(const char *, size_t, long, long *);
-static int	url_pct_decode(const char *, size_t, char *, size_t);
-static int	hexval(int);
 static int	key_id_ok(const char *);
 static int	key_build(char *, size_t, const char *, const char *);
 static void	rds_connect(struct rds *);
@@ -111,8 +115,11 @@ static void	rds_hs_select(const redisReply *, const char *, void *);
 static void	rds_hs_ping(const redisReply *, const char *, void *);
 static void	rds_hs_reply(struct rds *, const redisReply *, const char *,
 		    const char *);
-static void	rds_on_connect(const redisAsyncContext *, int);
-static void	rds_on_disconnect(const redisAsyncContext *, int);
+static void	rds_on_nc(struct bufferevent *, const char *, void *);
+static void	rds_read_cb(struct bufferevent *, void *);
+static void	rds_event_cb(struct bufferevent *, short, void *);
+static void	rds_close(struct rds *);
+static void	rds_fail_all(struct rds *, const char *);
 static void	rds_down(struct rds *, enum log_level, const char *);
 static void	rds_lost_cb(evutil_socket_t, short, void *);
 static void	rds_retry_cb(evutil_socket_t, short, void *);
@@ -122,233 +129,16 @@ static void	rds_notify(struct rds *, int);
 static void	rds_enter(struct rds *);
 static int	rds_leave(struct rds *);
 static void	rds_destroy(struct rds *);
-static struct rds_req *rds_req_new(struct rds *, rds_cb, void *);
-static int	rds_req_start(struct rds *, struct rds_req *, int);
-static void	rds_req_free(struct rds *, struct rds_req *);
-static int	rds_deliver(struct rds_req *, const redisReply *,
-		    const char *);
-static void	rds_hcb(redisAsyncContext *, void *, void *);
+static int	rds_queue(struct rds *, rds_cb, void *, char *, int);
+static void	rds_req_free(struct rds_req *);
+static int	rds_deliver(struct rds *, struct rds_req *,
+		    const redisReply *, const char *);
 static void	rds_timeout_cb(evutil_socket_t, short, void *);
 static int	rds_send_argv(struct rds *, rds_cb, void *, int,
 		    const char **, const size_t *);
 static int	rds_cmd_refused(const char *, size_t);
 
 static const struct timeval rds_zero_tv = { 0, 0 };
-
-/* --- REDIS_URL ------------------------------------------------------ */
-
-int
-rds_url_parse(const char *s, struct rds_url *u)
-{
-	const char	*why;
-
-	return url_parse(s, u, &why);
-}
-
-/* On failure *out is zeroed and *why says what was wrong (no secret). */
-static int
-url_parse(const char *s, struct rds_url *out, const char **why)
-{
-	struct rds_url	 u;
-	const char	*p;
-	int		 rc;
-
-	*why = "no URL";
-	if (out != NULL)
-		memset(out, 0, sizeof(*out));
-	if (s == NULL || out == NULL)
-		return -1;
-	if (strnlen(s, RDS_URL_MAX + 1) > RDS_URL_MAX) {
-		*why = "too long";
-		return -1;
-	}
-	for (p = s; *p != '\0'; p++)
-		if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
-			*why = "space or control character";
-			return -1;
-		}
-	if (strncasecmp(s, "rediss://", 9) == 0) {
-		*why = "rediss:// (TLS) is not supported by this hiredis";
-		return -1;
-	}
-	if (strncasecmp(s, "redis://", 8) != 0) {
-		*why = "the scheme is not redis://";
-		return -1;
-	}
-	memset(&u, 0, sizeof(u));
-	if ((rc = url_rest(s + 8, &u, why)) == 0)
-		*out = u;
-	explicit_bzero(&u, sizeof(u));
-	return rc;
-}
-
-/* [[user]:password@]host[:port][/db] */
-static int
-url_rest(const char *p, struct rds_url *u, const char **why)
-{
-	const char	*slash, *at;
-	size_t		 n;
-	long		 v;
-
-	if (strpbrk(p, "?#") != NULL) {
-		*why = "query or fragment";
-		return -1;
-	}
-	slash = strchr(p, '/');
-	n = slash != NULL ? (size_t)(slash - p) : strlen(p);
-	/* The last '@' ends the user information, as WHATWG URLs do. */
-	if ((at = memrchr(p, '@', n)) != NULL) {
-		if (url_userinfo(p, (size_t)(at - p), u) == -1) {
-			*why = "bad user or password";
-			return -1;
-		}
-		n -= (size_t)(at + 1 - p);
-		p = at + 1;
-	}
-	if (url_hostport(p, n, u) == -1) {
-		*why = "bad host or port";
-		return -1;
-	}
-	if (slash != NULL && slash[1] != '\0') {
-		if (url_number(slash + 1, strlen(slash + 1), RDS_DB_MAX,
-		    &v) == -1) {
-			*why = "bad database number";
-			return -1;
-		}
-		u->ru_db = (int)v;
-	}
-	return 0;
-}
-
-static int
-url_userinfo(const char *p, size_t n, struct rds_url *u)
-{
-	const char	*colon;
-
-	if ((colon = memchr(p, ':', n)) == NULL)
-		return -1;
-	if (url_pct_decode(p, (size_t)(colon - p), u->ru_user,
-	    sizeof(u->ru_user)) == -1)
-		return -1;
-	return url_pct_decode(colon + 1, n - (size_t)(colon + 1 - p),
-	    u->ru_password, sizeof(u->ru_password));
-}
-
-static int
-url_hostport(const char *p, size_t n, struct rds_url *u)
-{
-	const char	*rest;
-	size_t		 hlen;
-	long		 v;
-
-	if (n > 0 && p[0] == '[') {
-		if ((rest = memchr(p, ']', n)) == NULL)
-			return -1;
-		if (url_host(p, (size_t)(rest - p) + 1, u) == -1)
-			return -1;
-		rest++;
-	} else {
-		if ((rest = memchr(p, ':', n)) == NULL)
-			rest = p + n;
-		if (url_host(p, (size_t)(rest - p), u) == -1)
-			return -1;
-	}
-	hlen = (size_t)(rest - p);
-	u->ru_port = 6379;
-	if (hlen == n)
-		return 0;
-	if (rest[0] != ':' ||
-	    url_number(rest + 1, n - hlen - 1, 65535, &v) == -1 || v == 0)
-		return -1;
-	u->ru_port = (int)v;
-	return 0;
-}
-
-/* A name or IPv4 address, or an IPv6 address in brackets (kept bare). */
-static int
-url_host(const char *p, size_t n, struct rds_url *u)
-{
-	unsigned char	 a6[16];
-	size_t		 i;
-
-	if (n == 0) {
-		strlcpy_n(u->ru_host, "localhost", sizeof(u->ru_host));
-		return 0;
-	}
-	if (p[0] == '[') {
-		if (n < 3 || n - 2 >= INET6_ADDRSTRLEN)
-			return -1;
-		memcpy(u->ru_host, p + 1, n - 2);
-		u->ru_host[n - 2] = '\0';
-		return inet_pton(AF_INET6, u->ru_host, a6) == 1 ? 0 : -1;
-	}
-	if (n >= sizeof(u->ru_host) || p[0] == '-' || p[0] == '.')
-		return -1;
-	for (i = 0; i < n; i++)
-		if (!((p[i] >= 'a' && p[i] <= 'z') ||
-		    (p[i] >= 'A' && p[i] <= 'Z') ||
-		    (p[i] >= '0' && p[i] <= '9') ||
-		    p[i] == '-' || p[i] == '.' || p[i] == '_'))
-			return -1;
-	memcpy(u->ru_host, p, n);
-	u->ru_host[n] = '\0';
-	return 0;
-}
-
-/* Decimal digits only, at most 7 of them, at most max. */
-static int
-url_number(const char *p, size_t n, long max, long *v)
-{
-	size_t	i;
-
-	if (n == 0 || n > 7)
-		return -1;
-	*v = 0;
-	for (i = 0; i < n; i++) {
-		if (p[i] < '0' || p[i] > '9')
-			return -1;
-		*v = *v * 10 + (p[i] - '0');
-	}
-	return *v <= max ? 0 : -1;
-}
-
-/* %XX decoding into out (NUL-terminated); %00 and bad escapes fail. */
-static int
-url_pct_decode(const char *p, size_t n, char *out, size_t outsz)
-{
-	size_t	i, j = 0;
-	int	c, hi, lo;
-
-	for (i = 0; i < n; i++) {
-		c = (unsigned char)p[i];
-		if (c == '%') {
-			if (i + 2 >= n)
-				return -1;
-			if ((hi = hexval(p[i + 1])) == -1 ||
-			    (lo = hexval(p[i + 2])) == -1)
-				return -1;
-			c = hi * 16 + lo;
-			i += 2;
-		}
-		if (c == 0 || j + 1 >= outsz)
-			return -1;
-		out[j++] = (char)c;
-	}
-	out[j] = '\0';
-	return 0;
-}
-
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* --- key builders (DESIGN §4) --------------------------------------- */
 
@@ -435,7 +225,8 @@ rds_new(struct event_base *base, const char *url, long timeout_ms)
 		log_warn("redis: calloc");
 		return NULL;
 	}
-	if (url_parse(url, &r->r_url, &why) == -1) {
+	if ((why = rds_url_error(url)) != NULL ||
+	    rds_url_parse(url, &r->r_url) == -1) {
 		log_warnx("redis: invalid URL: %s", why);
 		free(r);
 		return NULL;
@@ -444,10 +235,15 @@ rds_new(struct event_base *base, const char *url, long timeout_ms)
 	r->r_timeout_ms = timeout_ms;
 	r->r_backoff_ms = RDS_BACKOFF_MIN;
 	TAILQ_INIT(&r->r_reqs);
-	snprintf(r->r_name, sizeof(r->r_name), "%s%s%s:%d/%d",
+	snprintf(r->r_name, sizeof(r->r_name), "%s%s%s%s:%d/%d",
+	    r->r_url.ru_tls ? "tls:" : "",
 	    strchr(r->r_url.ru_host, ':') ? "[" : "", r->r_url.ru_host,
 	    strchr(r->r_url.ru_host, ':') ? "]" : "", r->r_url.ru_port,
 	    r->r_url.ru_db);
+	if (r->r_url.ru_ignored[0] != '\0')
+		log_warnx("redis %s: URL parameter %s ignored (an ioredis "
+		    "option naiberd has no use for)", r->r_name,
+		    r->r_url.ru_ignored);
 	r->r_lost = evtimer_new(base, rds_lost_cb, r);
 	r->r_retry = evtimer_new(base, rds_retry_cb, r);
 	if (r->r_lost == NULL || r->r_retry == NULL) {
@@ -485,31 +281,16 @@ rds_on_state(struct rds *r, void (*fn)(int, void *), void *arg)
 	r->r_state_arg = arg;
 }
 
-/*
- * Requests still held by hiredis are orphaned (q_r = NULL): freeing
- * the context, now or, inside a hiredis callback, when that returns,
- * hands them to rds_hcb(), which frees them.
- */
+/* No callback runs from here on; pending commands are dropped. */
 static void
 rds_destroy(struct rds *r)
 {
-	redisAsyncContext	*ac = r->r_ac;
-	struct rds_req		*q;
+	struct rds_req	*q;
 
-	r->r_ac = NULL;
+	rds_close(r);
 	while ((q = TAILQ_FIRST(&r->r_reqs)) != NULL) {
 		TAILQ_REMOVE(&r->r_reqs, q, q_entry);
-		if (q->q_timer != NULL)
-			event_free(q->q_timer);
-		q->q_timer = NULL;
-		if (q->q_hdone)
-			free(q);
-		else
-			q->q_r = NULL;
-	}
-	if (ac != NULL) {
-		ac->data = NULL;
-		redisAsyncFree(ac);
+		rds_req_free(q);
 	}
 	if (r->r_lost != NULL)
 		event_free(r->r_lost);
@@ -520,35 +301,73 @@ rds_destroy(struct rds *r)
 	free(r);
 }
 
-/*
- * XXX hiredis 0.14 resolves the host name with a blocking
- * getaddrinfo(); use an address or a name in /etc/hosts.
- */
+/* Drop the transport (any stage) without touching the requests. */
+static void
+rds_close(struct rds *r)
+{
+	if (r->r_nc != NULL)
+		nc_cancel(r->r_nc);
+	r->r_nc = NULL;
+	if (r->r_bev != NULL)
+		bufferevent_free(r->r_bev);
+	r->r_bev = NULL;
+	if (r->r_reader != NULL)
+		redisReaderFree(r->r_reader);
+	r->r_reader = NULL;
+	r->r_fed = 0;
+}
+
 static void
 rds_connect(struct rds *r)
 {
-	redisAsyncContext	*ac;
+	const struct rds_url	*u = &r->r_url;
+	SSL_CTX			*ctx = NULL;
+	int			 fam;
 
 	log_debug("redis %s: connecting", r->r_name);
-	ac = redisAsyncConnect(r->r_url.ru_host, r->r_url.ru_port);
-	if (ac == NULL || ac->err ||
-	    redisLibeventAttach(ac, r->r_base) != REDIS_OK) {
-		rds_logerr(r, LL_WARN, ac == NULL ? "out of memory" :
-		    ac->err ? ac->errstr : "cannot attach to the loop");
-		if (ac != NULL)
-			redisAsyncFree(ac);
+	if (u->ru_tls && (ctx = tls_client_ctx()) == NULL) {
+		rds_logerr(r, LL_ERROR, "no TLS client context");
 		rds_retry_arm(r);
 		return;
 	}
-	ac->data = r;
-	redisAsyncSetConnectCallback(ac, rds_on_connect);
-	redisAsyncSetDisconnectCallback(ac, rds_on_disconnect);
-	r->r_ac = ac;
+	fam = u->ru_family == 4 ? AF_INET : u->ru_family == 6 ? AF_INET6 :
+	    AF_UNSPEC;
+	r->r_nc = nc_connect(r->r_base, u->ru_host, u->ru_port, fam, ctx,
+	    u->ru_connect_ms > 0 ? u->ru_connect_ms : r->r_timeout_ms,
+	    rds_on_nc, r);
+	if (r->r_nc == NULL) {
+		rds_logerr(r, LL_WARN, "cannot start connecting");
+		rds_retry_arm(r);
+		return;
+	}
 	r->r_state = RS_CONNECTING;
 	r->r_timeouts = 0;
-	/* Queued now, sent by hiredis as soon as the socket connects. */
+}
+
+static void
+rds_on_nc(struct bufferevent *bev, const char *err, void *arg)
+{
+	struct rds	*r = arg;
+	int		 one = 1;
+
+	r->r_nc = NULL;
+	if (bev == NULL) {
+		/* A certificate refused is a configuration error. */
+		rds_down(r, strncmp(err, "TLS", 3) == 0 ? LL_ERROR : LL_WARN,
+		    err);
+		return;
+	}
+	r->r_bev = bev;
+	if ((r->r_reader = redisReaderCreate()) == NULL) {
+		rds_down(r, LL_WARN, "out of memory");
+		return;
+	}
+	(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
+	    &one, sizeof(one));
+	bufferevent_setcb(bev, rds_read_cb, NULL, rds_event_cb, r);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	if (rds_handshake(r) == -1)
-		rds_down(r, LL_WARN, "cannot queue the handshake");
+		rds_down(r, LL_WARN, "cannot send the handshake");
 }
 
 static int
@@ -561,7 +380,7 @@ rds_handshake(struct rds *r)
 	int			 argc = 0, i;
 
 	r->r_handshake = 0;
-	if (u->ru_user[0] != '\0' || u->ru_password[0] != '\0') {
+	if (u->ru_password[0] != '\0') {
 		argv[argc++] = "AUTH";
 		if (u->ru_user[0] != '\0')
 			argv[argc++] = u->ru_user;
@@ -621,7 +440,7 @@ rds_hs_reply(struct rds *r, const redisReply *rep, const char *err,
 			snprintf(msg, sizeof(msg), "%s failed: %s", what, err);
 		else
 			snprintf(msg, sizeof(msg), "%s refused: %.*s", what,
-			    (int)rep->len, rep->str);
+			    (int)(rep->len > 150 ? 150 : rep->len), rep->str);
 		/* A refusal is a configuration error: say it louder. */
 		rds_down(r, rep == NULL ? LL_WARN : LL_ERROR, msg);
 		return;
@@ -636,29 +455,80 @@ rds_hs_reply(struct rds *r, const redisReply *rep, const char *err,
 	rds_notify(r, 1);
 }
 
-/* hiredis frees the context when this returns with an error. */
+/* Replies, in the order the commands were sent. */
 static void
-rds_on_connect(const redisAsyncContext *ac, int status)
+rds_read_cb(struct bufferevent *bev, void *arg)
 {
-	struct rds	*r = ac->data;
+	struct rds		*r = arg;
+	struct evbuffer		*in = bufferevent_get_input(bev);
+	struct evbuffer_iovec	 v[8];
+	struct rds_req		*q;
+	void			*rep;
+	size_t			 len;
+	int			 i, nv, rc;
 
-	if (r == NULL || status == REDIS_OK)
-		return;
-	r->r_ac = NULL;
-	rds_down(r, LL_WARN, ac->errstr[0] ? ac->errstr : "cannot connect");
+	while ((len = evbuffer_get_length(in)) > 0) {
+		nv = evbuffer_peek(in, -1, NULL, v, 8);
+		if (nv > 8)
+			nv = 8;
+		len = 0;
+		for (i = 0; i < nv; i++) {
+			if (redisReaderFeed(r->r_reader, v[i].iov_base,
+			    v[i].iov_len) != REDIS_OK) {
+				rds_down(r, LL_WARN, "out of memory");
+				return;
+			}
+			len += v[i].iov_len;
+		}
+		evbuffer_drain(in, len);
+		r->r_fed += len;
+	}
+	rds_enter(r);
+	while (!r->r_dying && r->r_state != RS_DOWN) {
+		rep = NULL;
+		if ((rc = redisReaderGetReply(r->r_reader, &rep)) !=
+		    REDIS_OK) {
+			rds_down(r, LL_WARN, "protocol error in a reply");
+			break;
+		}
+		if (rep == NULL) {
+			if (r->r_fed > RDS_REPLY_MAX)
+				rds_down(r, LL_WARN, "a reply larger than "
+				    "64 MiB");
+			break;
+		}
+		r->r_fed = 0;
+		if ((q = TAILQ_FIRST(&r->r_reqs)) == NULL) {
+			freeReplyObject(rep);
+			rds_down(r, LL_WARN, "a reply to no command");
+			break;
+		}
+		TAILQ_REMOVE(&r->r_reqs, q, q_entry);
+		r->r_timeouts = 0;
+		if (!q->q_done)
+			(void)rds_deliver(r, q, rep, NULL);
+		rds_req_free(q);
+		freeReplyObject(rep);
+	}
+	(void)rds_leave(r);
 }
 
-/* hiredis frees the context when this returns. */
 static void
-rds_on_disconnect(const redisAsyncContext *ac, int status)
+rds_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	struct rds	*r = ac->data;
+	struct rds	*r = arg;
+	unsigned long	 e;
+	char		 why[200];
 
-	if (r == NULL)
-		return;
-	r->r_ac = NULL;
-	rds_down(r, LL_WARN, status == REDIS_OK || ac->errstr[0] == '\0' ?
-	    "closed" : ac->errstr);
+	if ((e = bufferevent_get_openssl_error(bev)) != 0)
+		snprintf(why, sizeof(why), "TLS: %s",
+		    ERR_reason_error_string(e));
+	else if (what & BEV_EVENT_EOF)
+		snprintf(why, sizeof(why), "closed by the server");
+	else
+		snprintf(why, sizeof(why), "%s",
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	rds_down(r, LL_WARN, why);
 }
 
 /* Condemn the connection; r_lost frees it and fails what was pending. */
@@ -673,38 +543,41 @@ rds_down(struct rds *r, enum log_level l, const char *why)
 	} else
 		rds_logerr(r, l, why);
 	r->r_state = RS_DOWN;
+	if (r->r_bev != NULL)
+		bufferevent_disable(r->r_bev, EV_READ | EV_WRITE);
 	evtimer_add(r->r_lost, &rds_zero_tv);
 }
 
 static void
 rds_lost_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct rds		*r = arg;
-	redisAsyncContext	*ac;
-	struct rds_req		*q;
+	struct rds	*r = arg;
 
 	(void)fd;
 	(void)what;
-	if ((ac = r->r_ac) != NULL) {
-		r->r_ac = NULL;
-		ac->data = NULL;
-		redisAsyncFree(ac);	/* its requests become q_hdone */
-	}
+	rds_close(r);
 	r->r_state = RS_IDLE;
 	r->r_handshake = 0;
 	rds_retry_arm(r);
 	rds_enter(r);
 	if (r->r_reported)
 		rds_notify(r, 0);
-	while (!r->r_dying) {
-		TAILQ_FOREACH(q, &r->r_reqs, q_entry)
-			if (q->q_hdone && !q->q_done)
-				break;
-		if (q == NULL)
-			break;
-		(void)rds_deliver(q, NULL, "disconnected");
-	}
+	rds_fail_all(r, "disconnected");
 	(void)rds_leave(r);
+}
+
+/* The caller holds r_depth. */
+static void
+rds_fail_all(struct rds *r, const char *why)
+{
+	struct rds_req	*q;
+
+	while (!r->r_dying && (q = TAILQ_FIRST(&r->r_reqs)) != NULL) {
+		TAILQ_REMOVE(&r->r_reqs, q, q_entry);
+		if (!q->q_done)
+			(void)rds_deliver(r, q, NULL, why);
+		rds_req_free(q);
+	}
 }
 
 static void
@@ -792,22 +665,20 @@ rds_cmd(struct rds *r, rds_cb cb, void *arg, int argc, const char **argv,
 int
 rds_cmdf(struct rds *r, rds_cb cb, void *arg, const char *fmt, ...)
 {
-	struct rds_req	*q;
 	const char	*w;
 	va_list		 ap;
-	int		 status;
+	char		*cmd = NULL;
+	int		 len;
 
 	if (!rds_connected(r) || fmt == NULL)
 		return -1;
 	w = fmt + strspn(fmt, " ");
 	if (rds_cmd_refused(w, strcspn(w, " ")))
 		return -1;
-	if ((q = rds_req_new(r, cb, arg)) == NULL)
-		return -1;
 	va_start(ap, fmt);
-	status = redisvAsyncCommand(r->r_ac, rds_hcb, q, fmt, ap);
+	len = redisvFormatCommand(&cmd, fmt, ap);
 	va_end(ap);
-	return rds_req_start(r, q, status);
+	return rds_queue(r, cb, arg, cmd, len);
 }
 
 static int
@@ -830,43 +701,36 @@ static int
 rds_send_argv(struct rds *r, rds_cb cb, void *arg, int argc,
     const char **argv, const size_t *lens)
 {
-	struct rds_req	*q;
+	char	*cmd = NULL;
+	int	 len;
 
-	if ((q = rds_req_new(r, cb, arg)) == NULL)
-		return -1;
-	return rds_req_start(r, q, redisAsyncCommandArgv(r->r_ac, rds_hcb,
-	    q, argc, argv, lens));
+	len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+	return rds_queue(r, cb, arg, cmd, len);
 }
 
-static struct rds_req *
-rds_req_new(struct rds *r, rds_cb cb, void *arg)
+/* Send the formatted command cmd (freed here) and queue its request. */
+static int
+rds_queue(struct rds *r, rds_cb cb, void *arg, char *cmd, int len)
 {
 	struct rds_req	*q;
+	struct timeval	 tv;
 
-	if ((q = calloc(1, sizeof(*q))) == NULL)
-		return NULL;
-	if ((q->q_timer = evtimer_new(r->r_base, rds_timeout_cb, q)) ==
-	    NULL) {
-		free(q);
-		return NULL;
+	if (cmd == NULL || len <= 0 || r->r_bev == NULL ||
+	    (q = calloc(1, sizeof(*q))) == NULL) {
+		if (cmd != NULL)
+			redisFreeCommand(cmd);
+		return -1;
 	}
+	if ((q->q_timer = evtimer_new(r->r_base, rds_timeout_cb, q)) ==
+	    NULL || bufferevent_write(r->r_bev, cmd, (size_t)len) == -1) {
+		redisFreeCommand(cmd);
+		rds_req_free(q);
+		return -1;
+	}
+	redisFreeCommand(cmd);
 	q->q_r = r;
 	q->q_cb = cb;
 	q->q_arg = arg;
-	return q;
-}
-
-/* status is hiredis's answer to queueing q; on failure q is freed. */
-static int
-rds_req_start(struct rds *r, struct rds_req *q, int status)
-{
-	struct timeval	tv;
-
-	if (status != REDIS_OK) {
-		event_free(q->q_timer);
-		free(q);
-		return -1;
-	}
 	TAILQ_INSERT_TAIL(&r->r_reqs, q, q_entry);
 	tv.tv_sec = r->r_timeout_ms / 1000;
 	tv.tv_usec = (r->r_timeout_ms % 1000) * 1000;
@@ -877,20 +741,21 @@ rds_req_start(struct rds *r, struct rds_req *q, int status)
 }
 
 static void
-rds_req_free(struct rds *r, struct rds_req *q)
+rds_req_free(struct rds_req *q)
 {
-	TAILQ_REMOVE(&r->r_reqs, q, q_entry);
 	if (q->q_timer != NULL)
 		event_free(q->q_timer);
 	free(q);
 }
 
-/* Calls q's callback once; returns -1 if r was freed meanwhile. */
+/*
+ * Calls q's callback once (q stays queued until its reply or the end of
+ * the connection); returns -1 if r was freed meanwhile.
+ */
 static int
-rds_deliver(struct rds_req *q, const redisReply *rep, const char *err)
+rds_deliver(struct rds *r, struct rds_req *q, const redisReply *rep,
+    const char *err)
 {
-	struct rds	*r = q->q_r;
-
 	q->q_done = 1;
 	if (q->q_timer != NULL) {
 		event_free(q->q_timer);
@@ -899,36 +764,7 @@ rds_deliver(struct rds_req *q, const redisReply *rep, const char *err)
 	rds_enter(r);
 	if (q->q_cb != NULL)
 		q->q_cb(rep, err, q->q_arg);
-	if (q->q_hdone)
-		rds_req_free(r, q);
 	return rds_leave(r);
-}
-
-/*
- * hiredis calls this once per command: with the reply, or with NULL
- * while it frees the context.  A NULL for a live request waits for
- * r_lost, which the context's death has armed.
- */
-static void
-rds_hcb(redisAsyncContext *ac, void *reply, void *priv)
-{
-	struct rds_req	*q = priv;
-	struct rds	*r = q->q_r;
-
-	(void)ac;
-	q->q_hdone = 1;
-	if (r == NULL) {
-		free(q);
-		return;
-	}
-	if (q->q_done) {
-		rds_req_free(r, q);
-		return;
-	}
-	if (reply == NULL)
-		return;
-	r->r_timeouts = 0;
-	(void)rds_deliver(q, reply, NULL);
 }
 
 static void
@@ -945,5 +781,5 @@ rds_timeout_cb(evutil_socket_t fd, short what, void *arg)
 		    r->r_timeouts);
 		rds_down(r, LL_WARN, msg);
 	}
-	(void)rds_deliver(q, NULL, "timeout");
+	(void)rds_deliver(r, q, NULL, "timeout");
 }

@@ -20,6 +20,10 @@ struct rds_url {
 	char	ru_user[128];
 	char	ru_password[256];
 	int	ru_db;
+	int	ru_tls;			/* rediss:// */
+	int	ru_family;		/* ?family=4|6; 0: any */
+	long	ru_connect_ms;		/* ?connectTimeout=; 0: default */
+	char	ru_ignored[32];		/* first other ?name, for a warning */
 };
 
 /*
@@ -31,6 +35,7 @@ typedef void	(*rds_cb)(const redisReply *, const char *err, void *);
 
 int		 rds_url_parse(const char *, struct rds_url *)
 		    __attribute__((warn_unused_result));
+const char	*rds_url_error(const char *);
 struct rds	*rds_new(struct event_base *, const char *, long);
 void		 rds_free(struct rds *);
 int		 rds_connected(const struct rds *);

@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "pgaddr.h"
 #include "pgurl.h"
 #include "redis.h"
 #include "util.h"
@@ -185,22 +186,31 @@ ready_timeout(int fd, short ev, void *arg)
 static int
 ready_check(void)
 {
-	const char	*keys[] = { "dbname", "connect_timeout",
+	const char	*keys[4 + PGADDR_KEYS] = { "dbname", "connect_timeout",
 			    "application_name", NULL };
-	const char	*vals[4];
+	const char	*vals[4 + PGADDR_KEYS];
 	char		 schema[64], *url;
+	static char	 abuf[4608];
 	struct timeval	 tv = { READY_PG_TIMEOUT_MS / 1000, 0 };
+	int		 k;
 
 	if (rd_timer == NULL &&
 	    (rd_timer = evtimer_new(sv.sv_base, ready_timeout, NULL)) == NULL)
 		return -1;
+	/* Host names resolved on this loop (pgaddr.c), never by libpq. */
+	if ((k = pgaddr_params(keys + 3, vals + 3, abuf, sizeof(abuf))) ==
+	    -1) {
+		ready_finish(0, abuf);
+		return 0;
+	}
 	if ((url = pgurl_clean(sv.sv_cf->database_url, schema,
 	    sizeof(schema))) == NULL)
 		return -1;
 	vals[0] = url;
 	vals[1] = "2";
 	vals[2] = "naiberd-ready";
-	vals[3] = NULL;
+	keys[3 + k] = NULL;
+	vals[3 + k] = NULL;
 	rd_conn = PQconnectStartParams(keys, vals, 1);
 	explicit_bzero(url, strlen(url));
 	free(url);

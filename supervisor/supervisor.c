@@ -14,9 +14,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "dns.h"
 #include "evcurl.h"
 #include "log.h"
 #include "jobs.h"
+#include "pgaddr.h"
 #include "prompt.h"
 #include "redis.h"
 #include "tls.h"
@@ -180,6 +182,13 @@ supervisor_run(void)
 		log_warn("prctl(PR_SET_CHILD_SUBREAPER)");
 	if (forksrv_start() == -1)
 		fatalx("cannot start the fork server");
+	/* Host names are looked up on this loop, never with getaddrinfo. */
+	if (dns_setup(sv.sv_base, sv.sv_cf->resolv_conf,
+	    sv.sv_cf->dns_timeout) == -1)
+		fatalx("cannot set up the resolver");
+	if (pgaddr_start(sv.sv_base, sv.sv_cf->database_url, NULL, NULL) ==
+	    -1)
+		log_warnx("database_url cannot be parsed");
 	if ((sv.sv_ec = evcurl_new(sv.sv_base, sv.sv_cf->tls_ca_file)) == NULL)
 		fatalx("cannot set up the HTTP client (tls_ca_file %s?)",
 		    sv.sv_cf->tls_ca_file ? sv.sv_cf->tls_ca_file : "unset");

@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "util.h"
+#include "pgaddr.h"
 #include "pgurl.h"
 #include "profile.h"
 #include "pgconn.h"
@@ -55,6 +56,8 @@ struct profile_conn {
 };
 
 static char	*pgconn_options(const char *, long, const char *);
+
+static char	 pgconn_abuf[4608];	/* host=, hostaddr=, port= lists */
 static PGconn	*pgconn_params(const char *, const char *, int, long, int *);
 static int	 pc_start(struct profile_conn *);
 static void	 pc_notice(void *, const char *);
@@ -273,10 +276,9 @@ pgconn_options(const char *theirs, long timeout_ms, const char *schema)
  * A connection to url, started (PQconnectStartParams), with our session
  * options; NULL (logged) if the URL does not parse or no memory; *bad
  * set (logged) if libpq failed at once.
- * Known limit (issue 15, item 2, not done): libpq resolves host names
- * with a blocking getaddrinfo() inside PQconnectStartParams() and
- * PQconnectPoll(); naiberd.8 CAVEATS tells operators to use an address
- * or an /etc/hosts name.  The fix: resolve with evdns, pass hostaddr=.
+ * Host names come resolved (pgaddr.c): libpq is given hostaddr= and
+ * never looks a name up itself.  NULL with *bad set (logged) when the
+ * names have no answer.
  */
 PGconn *
 pgconn_connect(const char *url, long timeout_ms, int *bad)
@@ -333,9 +335,9 @@ pgconn_params(const char *url, const char *opts, int gss,
     long timeout_ms, int *bad)
 {
 	PGconn		*conn;
-	const char	*keys[7], *vals[7];
-	int		 n = 5;
-	char		 ct[24], why[256];
+	const char	*keys[7 + PGADDR_KEYS], *vals[7 + PGADDR_KEYS];
+	int		 n = 5, k;
+	char		 ct[24], why[512];
 
 	/* Ignored by PQconnectPoll(): the caller's timer is the bound. */
 	snprintf(ct, sizeof(ct), "%ld", timeout_ms < 2000 ? 2 :
@@ -348,6 +350,14 @@ pgconn_params(const char *url, const char *opts, int gss,
 	if (!gss) {
 		keys[n] = "gssencmode";	vals[n++] = "disable";
 	}
+	/* Host names resolved on the loop, never by libpq. */
+	if ((k = pgaddr_params(keys + n, vals + n, pgconn_abuf,
+	    sizeof(pgconn_abuf))) == -1) {
+		log_warnx("profile: connect failed: %s", pgconn_abuf);
+		*bad = 1;
+		return NULL;
+	}
+	n += k;
 	keys[n] = NULL;			vals[n] = NULL;
 	if ((conn = PQconnectStartParams(keys, vals, 1)) == NULL) {
 		log_warnx("profile: out of memory");
@@ -462,8 +472,15 @@ pc_start(struct profile_conn *pc)
 	pc->pc_t0 = now_mono_ns();
 	pc->pc_sock.ps_conn = pgconn_connect(pc->pc_url, pc->pc_timeout_ms,
 	    &bad);
-	if (pc->pc_sock.ps_conn == NULL)
+	if (pc->pc_sock.ps_conn == NULL && !bad)
 		return -1;
+	if (pc->pc_sock.ps_conn == NULL) {
+		/* No address (logged): failed, from the loop. */
+		pc->pc_state = PCS_CONNECT;
+		pc->pc_early = "cannot resolve the host";
+		event_active(pc->pc_timer, EV_TIMEOUT, 1);
+		return 0;
+	}
 	PQsetNoticeProcessor(pc->pc_sock.ps_conn, pc_notice, pc);
 	tv.tv_sec = pc->pc_timeout_ms / 1000;
 	tv.tv_usec = (pc->pc_timeout_ms % 1000) * 1000;

@@ -258,8 +258,14 @@ pl_start_fresh(struct pl_load *pl, const char *url)
 
 	pl->pl_state = PLS_CONNECT;
 	pl->pl_sock.ps_conn = pgconn_connect(url, pl->pl_timeout_ms, &bad);
-	if (pl->pl_sock.ps_conn == NULL)
+	if (pl->pl_sock.ps_conn == NULL && !bad)
 		return -1;
+	if (pl->pl_sock.ps_conn == NULL) {
+		/* No address (logged): failed, from the loop. */
+		pl->pl_early = "cannot resolve the host";
+		event_active(pl->pl_timer, EV_TIMEOUT, 1);
+		return 0;
+	}
 	PQsetNoticeProcessor(pl->pl_sock.ps_conn, pl_notice, pl);
 	/* libpq: begin as if PQconnectPoll() had said WRITING. */
 	if (bad || ps_watch(&pl->pl_sock, EV_WRITE) == -1) {

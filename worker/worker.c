@@ -27,8 +27,10 @@
 
 #include <event2/dns.h>
 
+#include "dns.h"
 #include "evcurl.h"
 #include "log.h"
+#include "pgaddr.h"
 #include "profile.h"
 #include "redis.h"
 #include "tls.h"
@@ -54,6 +56,7 @@ static void	worker_warm_start(void);
 static void	worker_warm_touch(void) __attribute__((noinline));
 static void	worker_warm_redis(int, void *);
 static void	worker_warm_db(int, const char *, void *);
+static void	worker_warm_pg(void *);
 static void	worker_warm_check(int, short, void *);
 static void	worker_warm_late(int, short, void *);
 static void	worker_warm_done(unsigned, int);
@@ -281,9 +284,9 @@ worker_handoff(struct chan_msg *m)
 		wk.wk_rds = rds_new(wk.wk_base, wk.wk_cf->redis_url, 2000);
 	if (wk.wk_ec == NULL)
 		wk.wk_ec = worker_evcurl();
-	if (wk.wk_dns == NULL)
-		wk.wk_dns = evdns_base_new(wk.wk_base,
-		    EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	if (wk.wk_dns == NULL && dns_setup(wk.wk_base, wk.wk_cf->resolv_conf,
+	    wk.wk_cf->dns_timeout) == 0)
+		wk.wk_dns = dns_base();
 	if (wk.wk_ec == NULL || wk.wk_dns == NULL)
 		log_warnx("worker: HTTP client or resolver unavailable");
 	if (wk_ev_warm != NULL)
@@ -308,19 +311,33 @@ worker_warm_start(void)
 
 	worker_warm_touch();
 	wk_ev_warm = evtimer_new(wk.wk_base, worker_warm_late, NULL);
+	/* First: Redis, PostgreSQL and the peers' names go through it. */
+	if (dns_setup(wk.wk_base, wk.wk_cf->resolv_conf,
+	    wk.wk_cf->dns_timeout) == 0)
+		wk.wk_dns = dns_base();
 	if ((wk.wk_rds = rds_new(wk.wk_base, wk.wk_cf->redis_url, 2000))
 	    != NULL)
 		rds_on_state(wk.wk_rds, worker_warm_redis, NULL);
 	wk.wk_ec = worker_evcurl();
-	wk.wk_dns = evdns_base_new(wk.wk_base,
-	    EVDNS_BASE_INITIALIZE_NAMESERVERS);
 	if (wk.wk_ec != NULL && wk.wk_dns != NULL)
 		wk_warm |= READY_HTTP;
-	wk.wk_pg = profile_conn_open(wk.wk_base, wk.wk_cf->database_url,
-	    wk.wk_cf->database_timeout, worker_warm_db, NULL);
+	/* PostgreSQL once its host names are resolved (pgaddr.c). */
+	if (pgaddr_start(wk.wk_base, wk.wk_cf->database_url, worker_warm_pg,
+	    NULL) == -1)
+		worker_warm_pg(NULL);
 	if (wk_ev_warm != NULL)
 		evtimer_add(wk_ev_warm, &tv);
 	worker_warm_done(0, 0);
+}
+
+static void
+worker_warm_pg(void *arg)
+{
+	(void)arg;
+	if (wk.wk_pg == NULL && wk.wk_call == NULL)
+		wk.wk_pg = profile_conn_open(wk.wk_base,
+		    wk.wk_cf->database_url, wk.wk_cf->database_timeout,
+		    worker_warm_db, NULL);
 }
 
 /*

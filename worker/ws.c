@@ -28,6 +28,7 @@
 #include <wslay/wslay.h>
 
 #include "config.h"
+#include "dns.h"
 #include "tls.h"
 
 #include "log.h"
@@ -66,6 +67,7 @@ struct ws {
 	/* client mode, until the upgrade is done */
 	struct event_base	*ws_base;
 	struct bufferevent	*ws_bev;
+	struct nc		*ws_nc;		/* client, connecting */
 	struct evbuffer		*ws_req;
 	int			 ws_close_code;
 	char			 ws_host[256];
@@ -159,6 +161,8 @@ ws_free(struct ws *ws)
 		event_free(ws->ws_rev);
 	if (ws->ws_wev != NULL)
 		event_free(ws->ws_wev);
+	if (ws->ws_nc != NULL)
+		nc_cancel(ws->ws_nc);
 	if (ws->ws_bev != NULL)
 		bufferevent_free(ws->ws_bev);	/* closes the socket, SSL */
 	if (ws->ws_req != NULL)
@@ -849,9 +853,11 @@ ws_close(struct ws *ws, uint16_t code, const char *reason)
 /* --- client mode: TLS (or plain) bufferevent, wslay client ----------- */
 
 #define WS_HEAD_MAX	8192
+#define WS_CONNECT_MS	5000		/* per address */
 
 static void	ws_bev_read(struct bufferevent *, void *);
 static void	ws_bev_event(struct bufferevent *, short, void *);
+static void	ws_on_connected(struct bufferevent *, const char *, void *);
 static int	ws_genmask_cb(wslay_event_context_ptr, uint8_t *, size_t,
 		    void *);
 
@@ -925,7 +931,6 @@ ws_client_new(struct event_base *base, struct evdns_base *dns,
     char *err, size_t errlen)
 {
 	struct ws	*ws;
-	SSL		*ssl = NULL;
 	uint8_t		 nonce[16];
 	int		 tls, port;
 	const char	*path;
@@ -950,26 +955,8 @@ ws_client_new(struct event_base *base, struct evdns_base *dns,
 	b64_encode(nonce, sizeof(nonce), ws->ws_key);
 	if (ws_accept_key(ws->ws_key, ws->ws_expect) == -1)
 		goto fail;
-	if (tls) {
-		if (tls_client_ctx() == NULL ||
-		    (ssl = SSL_new(tls_client_ctx())) == NULL ||
-		    tls_set_peer(ssl, ws->ws_host) == -1) {
-			snprintf(err, errlen, "TLS setup failed");
-			SSL_free(ssl);
-			goto fail;
-		}
-		ws->ws_bev = bufferevent_openssl_socket_new(base, -1, ssl,
-		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-		if (ws->ws_bev == NULL)
-			SSL_free(ssl);
-		else
-			bufferevent_openssl_set_allow_dirty_shutdown(
-			    ws->ws_bev, 1);
-	} else
-		ws->ws_bev = bufferevent_socket_new(base, -1,
-		    BEV_OPT_CLOSE_ON_FREE);
-	if (ws->ws_bev == NULL) {
-		snprintf(err, errlen, "out of memory");
+	if (tls && tls_client_ctx() == NULL) {
+		snprintf(err, errlen, "no TLS client context");
 		goto fail;
 	}
 	ws->ws_req = evbuffer_new();
@@ -979,10 +966,11 @@ ws_client_new(struct event_base *base, struct evdns_base *dns,
 	    "Sec-WebSocket-Version: 13\r\nUser-Agent: naiberd/%s\r\n\r\n",
 	    path, ws->ws_host, port, ws->ws_key, NAIBER_VERSION) == -1)
 		goto fail;
-	bufferevent_setcb(ws->ws_bev, ws_bev_read, NULL, ws_bev_event, ws);
-	bufferevent_enable(ws->ws_bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect_hostname(ws->ws_bev, dns, AF_UNSPEC,
-	    ws->ws_host, port) == -1) {
+	/* Resolved on this loop; every address tried in order. */
+	(void)dns;
+	ws->ws_nc = nc_connect(base, ws->ws_host, port, AF_UNSPEC,
+	    tls ? tls_client_ctx() : NULL, WS_CONNECT_MS, ws_on_connected, ws);
+	if (ws->ws_nc == NULL) {
 		snprintf(err, errlen, "cannot start connecting to %s",
 		    ws->ws_host);
 		goto fail;
@@ -1090,29 +1078,37 @@ ws_bev_read(struct bufferevent *bev, void *arg)
 }
 
 static void
+ws_on_connected(struct bufferevent *bev, const char *err, void *arg)
+{
+	struct ws	*ws = arg;
+	int		 one = 1;
+
+	ws->ws_nc = NULL;
+	if (bev == NULL) {
+		ws_client_fail(ws, err);
+		return;
+	}
+	ws->ws_bev = bev;
+	/* 20 ms audio frames: never wait for Nagle. */
+	(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
+	    &one, sizeof(one));
+	bufferevent_setcb(bev, ws_bev_read, NULL, ws_bev_event, ws);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	bufferevent_write_buffer(bev, ws->ws_req);
+}
+
+static void
 ws_bev_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct ws	*ws = arg;
 	unsigned long	 e;
 	char		 why[200];
 
-	if (what & BEV_EVENT_CONNECTED) {
-		int one = 1;
-		/* 20 ms audio frames: never wait for Nagle. */
-		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP,
-		    TCP_NODELAY, &one, sizeof(one));
-		bufferevent_write_buffer(bev, ws->ws_req);
-		return;
-	}
 	if ((e = bufferevent_get_openssl_error(bev)) != 0)
 		snprintf(why, sizeof(why), "TLS: %s",
 		    ERR_reason_error_string(e));
 	else if (what & BEV_EVENT_EOF)
 		snprintf(why, sizeof(why), "connection closed by peer");
-	else if (bufferevent_socket_get_dns_error(bev) != 0)
-		snprintf(why, sizeof(why), "cannot resolve %.100s: %.60s",
-		    ws->ws_host,
-		    evutil_gai_strerror(bufferevent_socket_get_dns_error(bev)));
 	else
 		snprintf(why, sizeof(why), "%s",
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));

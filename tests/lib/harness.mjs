@@ -23,6 +23,7 @@ import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
+import nodeTls from 'node:tls';
 import nodeHttp from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -204,7 +205,7 @@ function trackProc(pid, exe) {
 	liveProcs.set(pid, { exe });
 }
 
-function makeTempDir(prefix) {
+export function makeTempDir(prefix) {
 	const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 	liveDirs.add(d);
 	scope().defer(() => {
@@ -790,19 +791,136 @@ export function twilioStream(port, o = {}) {
 
 // ------------------------------------------------------------------- Redis
 
+function opensslRun(args, cwd) {
+	const r = spawnSync('openssl', args, { cwd, encoding: 'utf8', timeout: 30000 });
+	if (r.error) throw new Error(`openssl ${args.join(' ')}: ${r.error.message}`);
+	if (r.status !== 0) throw new Error(`openssl ${args.join(' ')}: exit ${r.status}\n${r.stderr}`);
+	return r.stdout;
+}
+
+/*
+ * A throw-away PKI made with the openssl CLI in dir (EC P-256, 2 days):
+ *   caFile, caKeyFile           the CA ("naiberd test Redis CA")
+ *   certFile, keyFile           server certificate by that CA, SANs
+ *                               opts.sans (default IP:127.0.0.1, IP:::1,
+ *                               DNS:localhost, DNS:redis.naiber.test)
+ *   clientCertFile, clientKeyFile  client certificate by that CA (mTLS)
+ *   wrongCaFile, wrongCaKeyFile an unrelated CA, same key type, other name
+ */
+export function makeTlsPki(dir, opts = {}) {
+	const sans = opts.sans ?? 'IP:127.0.0.1,IP:::1,DNS:localhost,DNS:redis.naiber.test';
+	const f = (n) => path.join(dir, n);
+	const ca = (name, cn) => opensslRun(['req', '-x509', '-newkey', 'ec', '-pkeyopt',
+	    'ec_paramgen_curve:P-256', '-nodes', '-keyout', f(`${name}.key`), '-out', f(`${name}.pem`),
+	    '-days', '2', '-subj', `/O=naiberd tests/CN=${cn}`,
+	    '-addext', 'basicConstraints=critical,CA:TRUE',
+	    '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
+	const leaf = (name, cn, ext) => {
+		fs.writeFileSync(f(`${name}.ext`), `basicConstraints=critical,CA:FALSE\n` +
+		    `keyUsage=critical,digitalSignature,keyEncipherment\n${ext}` +
+		    `subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n`);
+		opensslRun(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+		    '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/O=naiberd tests/CN=${cn}`], dir);
+		opensslRun(['x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'),
+		    '-set_serial', '0x' + randomBytes(8).toString('hex'), '-days', '2',
+		    '-out', f(`${name}.pem`), '-extfile', f(`${name}.ext`)], dir);
+	};
+	ca('ca', 'naiberd test Redis CA');
+	ca('wrong-ca', 'unrelated test CA');
+	leaf('server', opts.cn ?? 'redis.naiber.test', `extendedKeyUsage=serverAuth\nsubjectAltName=${sans}\n`);
+	leaf('client', 'naiberd test client', 'extendedKeyUsage=clientAuth\n');
+	for (const n of ['ca.key', 'wrong-ca.key', 'server.key', 'client.key']) fs.chmodSync(f(n), 0o600);
+	return {
+		dir, caFile: f('ca.pem'), caKeyFile: f('ca.key'), certFile: f('server.pem'), keyFile: f('server.key'),
+		clientCertFile: f('client.pem'), clientKeyFile: f('client.key'),
+		wrongCaFile: f('wrong-ca.pem'), wrongCaKeyFile: f('wrong-ca.key'),
+	};
+}
+
+/* redis-cli with args; resolves {code, stdout, stderr} (never rejects on exit status). */
+function redisCli(args, timeoutMs) {
+	return new Promise((resolve) => {
+		const p = spawn('redis-cli', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+		let stdout = '', stderr = '';
+		p.stdout.setEncoding('utf8').on('data', (d) => { stdout += d; });
+		p.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
+		const timer = setTimeout(() => { try { p.kill('SIGKILL'); } catch { /* gone */ } }, timeoutMs);
+		p.on('error', (e) => { clearTimeout(timer); resolve({ code: null, stdout, stderr: stderr + e.message }); });
+		p.on('close', (code, signal) => {
+			clearTimeout(timer);
+			resolve({ code, signal, stdout, stderr });
+		});
+	});
+}
+
 /*
  * A real redis-server on a free loopback port (or opts.port, e.g. to
  * restart one on the port a daemon already uses) in a temp dir.
+ * Options (all optional; none changes the default instance):
+ *   tls         true: TLS only (--port 0 --tls-port PORT, --tls-auth-clients
+ *               from tlsAuthClients, default 'no'), with a throw-away PKI
+ *               (makeTlsPki) or opts.tlsFiles (r.tlsFiles of an earlier
+ *               instance, to restart with the same certificates).  Then
+ *               r.port = r.tlsPort, r.url = rediss://127.0.0.1:PORT, and
+ *               r.caFile, r.wrongCaFile, r.certFile, r.keyFile,
+ *               r.clientCertFile, r.clientKeyFile, r.tlsFiles; r.conn
+ *               ({port, tls: {ca}}, plus the client certificate when
+ *               tlsAuthClients is 'yes') is what redisCall / redisPipeline /
+ *               redisMonitor take (a bare r.port would speak plain TCP
+ *               to the TLS port: callContext(r, ...) does not work on a
+ *               TLS-only instance); r.connWith({ca, servername, cert,
+ *               key, ...}) the same with other node:tls options.
+ *   plainPort   with tls: also a plain TCP port, r.plainPort
+ *   aclUser     {name, password}: an ACL user with every right
+ *               (--user NAME on >PASSWORD ~* &* +@all); the default user
+ *               stays (nopass).  r.aclUser, r.userUrl
+ *               (redis[s]://NAME:PASSWORD@127.0.0.1:PORT).  For other
+ *               users, a test sends ACL SETUSER itself.
+ *   bind        '127.0.0.1' (e.g. '127.0.0.1 ::1')
+ *   args        extra redis-server arguments
+ * r.cli(args, {cacert, timeoutMs}) runs redis-cli against the instance
+ * (with --tls --cacert r.caFile on a TLS one; cacert: another CA file)
+ * and resolves {code, stdout, stderr}.
  */
 export async function startRedis(opts = {}) {
 	const sc = scope();
 	const dir = makeTempDir('naiberd-redis-');
 	const port = opts.port ?? await freePort();
 	const bin = 'redis-server';
-	const proc = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
-	    '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--protected-mode', 'no'],
+	const tlsFiles = !opts.tls ? null : opts.tlsFiles ?? makeTlsPki(makeTempDir('naiberd-redis-tls-'));
+	const plainPort = tlsFiles && opts.plainPort ? await freePort() : null;
+	const portArgs = !tlsFiles ? ['--port', String(port)]
+	    : ['--port', String(plainPort ?? 0), '--tls-port', String(port),
+		'--tls-cert-file', tlsFiles.certFile, '--tls-key-file', tlsFiles.keyFile,
+		'--tls-ca-cert-file', tlsFiles.caFile, '--tls-auth-clients', opts.tlsAuthClients ?? 'no'];
+	const aclArgs = opts.aclUser ? ['--user', opts.aclUser.name, 'on', `>${opts.aclUser.password}`,
+	    '~*', '&*', '+@all'] : [];
+	const proc = spawn(bin, [...portArgs, '--bind', ...(opts.bind ?? '127.0.0.1').split(/\s+/), '--save', '',
+	    '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--protected-mode', 'no',
+	    ...aclArgs, ...(opts.args ?? [])],
 	    { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
 	const r = { port, url: `redis://127.0.0.1:${port}`, proc, pid: proc.pid, dir, log: '', exitInfo: null };
+	r.conn = port;
+	if (tlsFiles) {
+		const ca = fs.readFileSync(tlsFiles.caFile);
+		r.connWith = (over = {}) => ({
+			port, host: '127.0.0.1', tls: { ca, ...over },
+			toString: () => `tls:127.0.0.1:${port}`,
+		});
+		// With tlsAuthClients 'yes', r.conn presents the client certificate.
+		const client = opts.tlsAuthClients === 'yes'
+		    ? { cert: fs.readFileSync(tlsFiles.clientCertFile), key: fs.readFileSync(tlsFiles.clientKeyFile) } : {};
+		Object.assign(r, tlsFiles, { tlsFiles, tlsPort: port, plainPort, url: `rediss://127.0.0.1:${port}`,
+		    conn: r.connWith(client) });
+	}
+	if (opts.aclUser) {
+		const u = opts.aclUser;
+		r.aclUser = { ...u };
+		r.userUrl = `${tlsFiles ? 'rediss' : 'redis'}://${encodeURIComponent(u.name)}:` +
+		    `${encodeURIComponent(u.password)}@127.0.0.1:${port}`;
+	}
+	r.cli = (args, { cacert, timeoutMs = 5000 } = {}) => redisCli(['-h', '127.0.0.1', '-p', String(port),
+	    ...(tlsFiles ? ['--tls', '--cacert', cacert ?? tlsFiles.caFile] : []), ...args], timeoutMs);
 	let exe = null;
 	proc.stdout.setEncoding('utf8').on('data', (d) => { r.log += d; });
 	proc.stderr.setEncoding('utf8').on('data', (d) => { r.log += d; });
@@ -822,6 +940,10 @@ export async function startRedis(opts = {}) {
 	sc.defer(r.stop);
 	await waitFor(async () => {
 		if (r.exitInfo) throw new Error(`redis-server exited: ${r.log}`);
+		if (tlsFiles) {
+			const res = await redisPipeline(r.conn, [['PING']], { timeoutMs: 500 }).catch(() => null);
+			return res && res[0] === 'PONG';
+		}
 		const res = await raw(port, 'PING\r\n', { timeoutMs: 500 }).catch(() => null);
 		return res && res.text.startsWith('+PONG');
 	}, 10000, 'redis-server to answer PING');
@@ -830,13 +952,35 @@ export async function startRedis(opts = {}) {
 	/* One command via RESP inline protocol; returns the raw reply text. */
 	r.cmd = async (...argv) => {
 		const enc = `*${argv.length}\r\n` + argv.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('');
+		if (tlsFiles) return rawRedisTls(r.conn, enc, 300);
 		const res = await raw(port, enc, { timeoutMs: 300 });
 		return res.text;
 	};
 	/* One command, reply parsed (RESP); an error reply is thrown. */
-	r.call = (...argv) => redisCall(port, ...argv);
-	r.pipeline = (cmds, o) => redisPipeline(port, cmds, o);
+	r.call = (...argv) => redisCall(r.conn, ...argv);
+	r.pipeline = (cmds, o) => redisPipeline(r.conn, cmds, o);
 	return r;
+}
+
+/* r.cmd over TLS: what arrives within timeoutMs (or until close), as text. */
+function rawRedisTls(target, data, timeoutMs) {
+	return new Promise((resolve) => {
+		const sock = redisConnect(target);
+		const chunks = [];
+		let done = false;
+		const finish = () => {
+			if (done) return;
+			done = true;
+			clearTimeout(timer);
+			sock.destroy();
+			resolve(Buffer.concat(chunks).toString('latin1'));
+		};
+		const timer = setTimeout(finish, timeoutMs);
+		sock.on('data', (c) => chunks.push(c));
+		sock.on('error', finish);
+		sock.on('close', finish);
+		sock.write(data);
+	});
 }
 
 // -------------------------------------------------------------- log helpers
@@ -865,6 +1009,7 @@ export function doneLine(inst, callSid, timeoutMs = 5000, since = 0) {
 // ======================================================================
 
 import { startFakeTwilio as startFakeTwilioPeer } from '../peers/fake-twilio.mjs';
+import { startFakeDns as startFakeDnsPeer } from '../peers/fake-dns.mjs';
 
 // ------------------------------------------------------- RESP (Redis) client
 
@@ -915,13 +1060,30 @@ function respEncode(argv) {
 }
 
 /*
+ * A connection to Redis.  target: a port (plain TCP to 127.0.0.1, as
+ * everywhere here) or {port, host ('127.0.0.1'), tls} where tls, when
+ * set, holds node:tls connect options ({ca, servername, cert, key, ...}):
+ * startRedis({tls: true}) gives one as r.conn (r.connWith(over) for
+ * another CA or name).  redisPipeline, redisCall and redisMonitor take
+ * either.
+ */
+export function redisConnect(target) {
+	if (target !== null && typeof target === 'object') {
+		const host = target.host ?? '127.0.0.1';
+		return target.tls ? nodeTls.connect({ host, port: target.port, ...target.tls })
+		    : net.connect({ host, port: target.port });
+	}
+	return net.connect({ host: '127.0.0.1', port: target });
+}
+
+/*
  * Send commands (arrays of arguments) on a fresh connection, pipelined;
  * resolves with their replies in order (error replies as RedisError
  * values, not thrown).  Bounded by timeoutMs.
  */
 export function redisPipeline(port, cmds, { timeoutMs = 3000 } = {}) {
 	return new Promise((resolve, reject) => {
-		const sock = net.connect({ host: '127.0.0.1', port });
+		const sock = redisConnect(port);
 		let buf = Buffer.alloc(0);
 		const out = [];
 		let off = 0, settled = false;
@@ -964,7 +1126,7 @@ export async function redisCall(port, ...argv) {
  * the upper-cased command names.
  */
 export function redisMonitor(port) {
-	const sock = net.connect({ host: '127.0.0.1', port });
+	const sock = redisConnect(port);
 	const m = { lines: [] };
 	let buf = '';
 	let readyResolve, readyReject;
@@ -1002,6 +1164,24 @@ export async function startFakeTwilio(opts) {
 	    `${new Date(r.t).toISOString()} ${r.method} ${r.path} ${r.body} -> ` +
 	    JSON.stringify(r.answer)).join('\n'));
 	return tw;
+}
+
+// ------------------------------------------------------------- fake DNS
+
+/*
+ * startFakeDns from tests/peers/fake-dns.mjs (an authoritative DNS server
+ * on UDP and TCP, same port; see that file), closed at the end of the
+ * test.  Point naiberd's resolver at dns.resolvConf.  Its queries are
+ * printed with the logs of a failed test.
+ */
+export async function startFakeDns(opts = {}) {
+	const dir = opts.dir ?? makeTempDir('naiberd-dns-');
+	const dns = await startFakeDnsPeer({ ...opts, dir });
+	scope().defer(() => dns.close());
+	scope().addLog(`fake-dns-${dns.port}`, () => `${dns.resolvConfText}mode ${dns.mode}\n` +
+	    dns.queries.map((q) => `${new Date(q.time).toISOString()} ${q.proto} ${q.from} ` +
+	    `id ${q.id} ${q.type} ${q.name}`).join('\n'));
+	return dns;
 }
 
 // ----------------------------------------------------------------- stack

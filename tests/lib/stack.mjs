@@ -243,7 +243,8 @@ function deferToScope(tw, isLast, fn) {
 export async function startStack(opts = {}) {
 	const {
 		workers = 2, maxCalls = 10, env: envOver = {}, args = [], eleven = {}, openaiUrl = null,
-		person = true, waitReady = true, twilio: twOpts = {}, pg: givenPg = null, ca: givenCa = null, ...rest
+		person = true, waitReady = true, twilio: twOpts = {}, pg: givenPg = null, ca: givenCa = null,
+		redisOpts = {}, envFn = null, extraCaFiles = [], ...rest
 	} = opts;
 
 	const accountSid = envOver.TWILIO_ACCOUNT_SID ?? 'AC00000000000000000000000000000000';
@@ -275,7 +276,7 @@ export async function startStack(opts = {}) {
 
 	try {
 		const [redis, pg, el] = await Promise.allSettled([
-			startRedis(),
+			startRedis(redisOpts),
 			givenPg ?? startPostgres(),
 			(async () => {
 				if (givenCa) {
@@ -326,7 +327,15 @@ export async function startStack(opts = {}) {
 		TLS_CA_FILE: st.ca.caCert,
 		...(openaiUrl ? { OPENAI_API_KEY: 'test', OPENAI_BASE_URL: openaiUrl } : {}),
 		...envOver,
+		// envFn(st): overrides that need the peers' ports.
+		...(envFn ? envFn(st) : {}),
 	};
+	if (extraCaFiles.length > 0) {
+		// One PEM file of trust anchors: the stack's and the extra ones.
+		const both = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'naiberd-stack-cas-')), 'cas.pem');
+		fs.writeFileSync(both, [stackEnv.TLS_CA_FILE, ...extraCaFiles].map((f) => fs.readFileSync(f, 'utf8')).join('\n'));
+		stackEnv.TLS_CA_FILE = both;
+	}
 	const nOpts = { ...rest, workers, maxCalls, args, env: stackEnv };
 
 	const ready = async (d) => {

@@ -103,45 +103,69 @@ static const struct {
 	const char	*user;
 	const char	*password;
 	int		 db;
+	int		 tls;
+	int		 family;
+	const char	*ignored;
 } good_urls[] = {
-	{ "redis://", "localhost", 6379, "", "", 0 },
-	{ "redis://localhost:6379", "localhost", 6379, "", "", 0 },
-	{ "redis://example.com", "example.com", 6379, "", "", 0 },
-	{ "REDIS://Cache-1.internal", "Cache-1.internal", 6379, "", "", 0 },
-	{ "redis://my_host.x:6380/2", "my_host.x", 6380, "", "", 2 },
-	{ "redis://127.0.0.1:1/15", "127.0.0.1", 1, "", "", 15 },
-	{ "redis://h:65535/", "h", 65535, "", "", 0 },
-	{ "redis://h/1000000", "h", 6379, "", "", 1000000 },
-	{ "redis://h/007", "h", 6379, "", "", 7 },
-	{ "redis://:6380", "localhost", 6380, "", "", 0 },
-	{ "redis:///5", "localhost", 6379, "", "", 5 },
-	{ "redis://:secret@host", "host", 6379, "", "secret", 0 },
-	{ "redis://:secret@host:7000/3", "host", 7000, "", "secret", 3 },
-	{ "redis://user:secret@h/1", "h", 6379, "user", "secret", 1 },
-	{ "redis://default:pw@h:6379", "h", 6379, "default", "pw", 0 },
-	{ "redis://:@h", "h", 6379, "", "", 0 },
-	{ "redis://u:@h", "h", 6379, "u", "", 0 },
+	{ "redis://", "localhost", 6379, "", "", 0, 0, 0, "" },
+	{ "redis://localhost:6379", "localhost", 6379, "", "", 0, 0, 0, "" },
+	{ "redis://example.com", "example.com", 6379, "", "", 0, 0, 0, "" },
+	{ "REDIS://Cache-1.internal", "Cache-1.internal", 6379, "", "", 0, 0, 0, "" },
+	{ "redis://my_host.x:6380/2", "my_host.x", 6380, "", "", 2, 0, 0, "" },
+	{ "redis://127.0.0.1:1/15", "127.0.0.1", 1, "", "", 15, 0, 0, "" },
+	{ "redis://h:65535/", "h", 65535, "", "", 0, 0, 0, "" },
+	{ "redis://h/1000000", "h", 6379, "", "", 1000000, 0, 0, "" },
+	{ "redis://h/007", "h", 6379, "", "", 7, 0, 0, "" },
+	{ "redis://:6380", "localhost", 6380, "", "", 0, 0, 0, "" },
+	{ "redis:///5", "localhost", 6379, "", "", 5, 0, 0, "" },
+	{ "redis://:secret@host", "host", 6379, "", "secret", 0, 0, 0, "" },
+	{ "redis://:secret@host:7000/3", "host", 7000, "", "secret", 3, 0, 0, "" },
+	{ "redis://user:secret@h/1", "h", 6379, "user", "secret", 1, 0, 0, "" },
+	{ "redis://default:pw@h:6379", "h", 6379, "default", "pw", 0, 0, 0, "" },
+	{ "redis://:@h", "h", 6379, "", "", 0, 0, 0, "" },
+	{ "redis://u:@h", "h", 6379, "u", "", 0, 0, 0, "" },
 	{ "redis://us%65r:p%40ss%2Fw%3a%25@h", "h", 6379, "user",
-	    "p@ss/w:%", 0 },
-	{ "redis://:%E2%82%AC@h", "h", 6379, "", "\xe2\x82\xac", 0 },
-	{ "redis://u:p@ss@h", "h", 6379, "u", "p@ss", 0 },
-	{ "redis://:a:b@h", "h", 6379, "", "a:b", 0 },
-	{ "redis://[::1]", "::1", 6379, "", "", 0 },
-	{ "redis://[::1]:6390/4", "::1", 6390, "", "", 4 },
-	{ "redis://:pw@[2001:db8::7]/0", "2001:db8::7", 6379, "", "pw", 0 },
-	{ "redis://[::ffff:127.0.0.1]:7", "::ffff:127.0.0.1", 7, "", "", 0 },
+	    "p@ss/w:%", 0, 0, 0, "" },
+	{ "redis://:%E2%82%AC@h", "h", 6379, "", "\xe2\x82\xac", 0, 0, 0, "" },
+	{ "redis://u:p@ss@h", "h", 6379, "u", "p@ss", 0, 0, 0, "" },
+	{ "redis://:a:b@h", "h", 6379, "", "a:b", 0, 0, 0, "" },
+	{ "redis://[::1]", "::1", 6379, "", "", 0, 0, 0, "" },
+	{ "redis://[::1]:6390/4", "::1", 6390, "", "", 4, 0, 0, "" },
+	{ "redis://:pw@[2001:db8::7]/0", "2001:db8::7", 6379, "", "pw", 0, 0, 0, "" },
+	{ "redis://[::ffff:127.0.0.1]:7", "::ffff:127.0.0.1", 7, "", "", 0, 0, 0, "" },
+	/* TLS, and what ioredis takes from the URL. */
+	{ "rediss://h", "h", 6379, "", "", 0, 1, 0, "" },
+	{ "REDISS://h", "h", 6379, "", "", 0, 1, 0, "" },
+	{ "rediss://:pw@h:6380/1", "h", 6380, "", "pw", 1, 1, 0, "" },
+	{ "rediss://app:s3cret@cache.example:6380/2?family=6", "cache.example",
+	    6380, "app", "s3cret", 2, 1, 6, "" },
+	{ "redis://user@h", "h", 6379, "user", "", 0, 0, 0, "" },
+	{ "redis://@h", "h", 6379, "", "", 0, 0, 0, "" },
+	{ "redis://pw@h:1/2", "h", 1, "pw", "", 2, 0, 0, "" },
+	{ "redis://h?db=1", "h", 6379, "", "", 1, 0, 0, "" },
+	{ "redis://h/3?db=1", "h", 6379, "", "", 3, 0, 0, "" },
+	{ "redis://h?family=4&connectTimeout=2500", "h", 6379, "", "", 0, 0,
+	    4, "" },
+	{ "redis://h?password=p%40ss&username=u", "h", 6379, "u", "p@ss", 0,
+	    0, 0, "" },
+	{ "redis://a:b@h?password=x&username=y", "h", 6379, "a", "b", 0, 0,
+	    0, "" },
+	{ "redis://h?maxRetriesPerRequest=3&lazyConnect=1", "h", 6379, "",
+	    "", 0, 0, 0, "maxRetriesPerRequest" },
+	{ "redis://h?&family=0&", "h", 6379, "", "", 0, 0, 0, "" },
 };
 
 static const char *const bad_urls[] = {
 	"", "localhost", "redis:", "redis:/h", "redis//h", "http://h",
-	"unix:///tmp/redis.sock", "rediss://h", "rediss://:pw@h:6380/1",
-	"REDISS://h", "redis+tls://h",
+	"unix:///tmp/redis.sock", "rediss:/h", "redis+tls://h",
 	"redis://h:0", "redis://h:65536", "redis://h:", "redis://h:abc",
 	"redis://h:-1", "redis://h:+1", "redis://h:12345678", "redis://h:1:2",
 	"redis://h/-1", "redis://h/+1", "redis://h/1000001", "redis://h/x",
 	"redis://h/1/", "redis://h/1/2", "redis://h/99999999",
-	"redis://h?db=1", "redis://h#x", "redis://h/1?x",
-	"redis://user@h", "redis://@h", "redis://pw@h:1/2",
+	"redis://h#x", "redis://h/1?x", "redis://h?family=5",
+	"redis://h?db=x", "redis://h?db=1000001", "redis://h?connectTimeout=0",
+	"redis://h?connectTimeout=600001", "redis://h?%66amily=4",
+	"redis://h?x-y=1", "redis://h?password=%00",
 	"redis://::1", "redis://[::1", "redis://[::1]x", "redis://[::1]:",
 	"redis://[]", "redis://[zz::1]", "redis://[127.0.0.1]",
 	"redis://[::1%25eth0]", "redis://::1]",
@@ -423,6 +447,10 @@ test_url_forms(void **state)
 		assert_string_equal(u.ru_user, good_urls[i].user);
 		assert_string_equal(u.ru_password, good_urls[i].password);
 		assert_int_equal(u.ru_db, good_urls[i].db);
+		assert_int_equal(u.ru_tls, good_urls[i].tls);
+		assert_int_equal(u.ru_family, good_urls[i].family);
+		assert_string_equal(u.ru_ignored, good_urls[i].ignored ?
+		    good_urls[i].ignored : "");
 	}
 }
 
@@ -561,7 +589,7 @@ test_new_invalid(void **state)
 
 	(void)state;
 	assert_non_null(b);
-	assert_null(rds_new(b, "rediss://:pw@127.0.0.1:6380", 1000));
+	assert_null(rds_new(b, "rediss://:pw@127.0.0.1:6380#x", 1000));
 	assert_null(rds_new(b, "redis://h:99999", 1000));
 	assert_null(rds_new(b, "redis://127.0.0.1", 0));
 	assert_null(rds_new(NULL, "redis://127.0.0.1", 1000));
