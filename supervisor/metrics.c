@@ -18,6 +18,17 @@ static const uint64_t handoff_le[] = {
 };
 #define NHANDOFF_LE	(sizeof(handoff_le) / sizeof(handoff_le[0]))
 
+/* Set-up (Twilio start to first agent audio) bucket bounds, ns. */
+static const uint64_t setup_le[] = {
+	10000000, 25000000, 50000000, 100000000, 250000000, 500000000,
+	1000000000, 2500000000ULL, 5000000000ULL, 10000000000ULL
+};
+#define NSETUP_LE	(sizeof(setup_le) / sizeof(setup_le[0]))
+
+static void	histogram(FILE *, const char *, const char *,
+		    const uint64_t *, size_t, const uint64_t *, uint64_t,
+		    uint64_t);
+
 void
 metrics_handoff(uint64_t ns)
 {
@@ -47,6 +58,15 @@ metrics_done(const struct msg_done *d)
 	metrics.m_bad_messages += d->dn_bad_messages;
 	metrics.m_pongs += d->dn_pongs;
 	metrics.m_clears += d->dn_clears;
+	if (d->dn_setup_ns > 0) {
+		size_t	i;
+
+		for (i = 0; i < NSETUP_LE; i++)
+			if (d->dn_setup_ns <= setup_le[i])
+				metrics.m_setup_hist[i]++;
+		metrics.m_setup_sum_ns += d->dn_setup_ns;
+		metrics.m_setup_count++;
+	}
 }
 
 void
@@ -65,22 +85,31 @@ metrics_http(int code)
 	    name, help, name, name, (unsigned long long)(val))
 
 static void
-metrics_histogram(FILE *fp)
+histogram(FILE *fp, const char *name, const char *help, const uint64_t *le,
+    size_t nle, const uint64_t *hist, uint64_t sum_ns, uint64_t count)
 {
 	size_t	i;
 
-	fprintf(fp, "# HELP naiberd_handoff_seconds Accept to worker owning "
-	    "the stream socket.\n# TYPE naiberd_handoff_seconds histogram\n");
-	for (i = 0; i < NHANDOFF_LE; i++)
-		fprintf(fp, "naiberd_handoff_seconds_bucket{le=\"%g\"} %llu\n",
-		    (double)handoff_le[i] / 1e9,
-		    (unsigned long long)metrics.m_handoff_hist[i]);
-	fprintf(fp, "naiberd_handoff_seconds_bucket{le=\"+Inf\"} %llu\n"
-	    "naiberd_handoff_seconds_sum %.9f\n"
-	    "naiberd_handoff_seconds_count %llu\n",
-	    (unsigned long long)metrics.m_handoff_count,
-	    (double)metrics.m_handoff_sum_ns / 1e9,
-	    (unsigned long long)metrics.m_handoff_count);
+	fprintf(fp, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (i = 0; i < nle; i++)
+		fprintf(fp, "%s_bucket{le=\"%g\"} %llu\n", name,
+		    (double)le[i] / 1e9, (unsigned long long)hist[i]);
+	fprintf(fp, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n"
+	    "%s_count %llu\n", name, (unsigned long long)count, name,
+	    (double)sum_ns / 1e9, name, (unsigned long long)count);
+}
+
+static void
+metrics_histogram(FILE *fp)
+{
+	histogram(fp, "naiberd_handoff_seconds", "Accept to worker owning "
+	    "the stream socket.", handoff_le, NHANDOFF_LE,
+	    metrics.m_handoff_hist, metrics.m_handoff_sum_ns,
+	    metrics.m_handoff_count);
+	histogram(fp, "naiberd_setup_seconds", "Twilio start to the first "
+	    "agent audio sent to the caller, per call that had any.",
+	    setup_le, NSETUP_LE, metrics.m_setup_hist,
+	    metrics.m_setup_sum_ns, metrics.m_setup_count);
 }
 
 static void

@@ -230,6 +230,9 @@ struct metrics {
 	uint64_t	m_handoff_hist[16];
 	uint64_t	m_handoff_sum_ns;
 	uint64_t	m_handoff_count;
+	uint64_t	m_setup_hist[16];	/* start -> first agent audio */
+	uint64_t	m_setup_sum_ns;
+	uint64_t	m_setup_count;
 	uint64_t	m_calls_placed;
 	uint64_t	m_call_refused[5];	/* twilio, redis, capacity, input,
 					   headroom */

@@ -52,7 +52,7 @@ FUZZ_MAXLEN_fuzz_twilio_sig	= 8192
 FUZZ_MAXLEN_fuzz_ws		= 140000
 
 $(FUZZ_B)/fuzz_httphead: $(FUZZ_D)/fuzz_httphead.c common/httphead.c \
-	supervisor/router.c common/twilio.c common/config.c common/util.c
+	supervisor/router.c common/twilio.c common/config.c common/redisurl.c common/util.c
 $(FUZZ_B)/fuzz_httphead: FUZZ_LIBS = -lhttp_parser $(FUZZ_CRYPTO)
 $(FUZZ_B)/fuzz_channel: $(FUZZ_D)/fuzz_channel.c common/channel.c \
 	common/util.c
@@ -70,7 +70,7 @@ $(FUZZ_B)/fuzz_twilio_sig: $(FUZZ_D)/fuzz_twilio_sig.c common/twilio.c
 $(FUZZ_B)/fuzz_twilio_sig: FUZZ_LIBS = $(FUZZ_CRYPTO)
 # tls.c only for the client context that client mode names.
 $(FUZZ_B)/fuzz_ws: $(FUZZ_D)/fuzz_ws.c worker/ws.c common/util.c \
-	common/tls.c
+	common/tls.c common/dns.c common/log.c
 $(FUZZ_B)/fuzz_ws: FUZZ_LIBS = $(FUZZ_EVENT) -lwslay
 
 $(FUZZERS:%=$(FUZZ_B)/%): common/*.h worker/*.h supervisor/*.h \

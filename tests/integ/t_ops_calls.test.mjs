@@ -37,6 +37,10 @@ itest('/metrics is valid Prometheus text and counts two calls', async () => {
 		const s = await st.openStream(await st.placeCall());
 		await s.sendMedia(20);
 		await s.elConv.waitAudioBytes(160 * 20, 10000);
+		// The agent speaks: the call's set-up time is measured.
+		s.elConv.sendAudio(Buffer.alloc(800, 0x7f), { chunkBytes: 160 });
+		await waitFor(() => (st.d.log.match(/first agent audio \d+ ms after start/g) || []).length === i + 1,
+		    10000, 'first agent audio');
 		await s.sendStop();
 	}
 	await waitFor(() => (st.d.log.match(/ done: reason=stop/g) || []).length === 2, 10000, 'two done lines');
@@ -48,6 +52,10 @@ itest('/metrics is valid Prometheus text and counts two calls', async () => {
 	assert.equal(d('naiberd_frames_in_total'), 40);
 	assert.equal(d('naiberd_jobs_enqueued_total'), 2);
 	assert.equal(d('naiberd_handoff_seconds_count'), 2);
+	// Both calls heard the agent: two set-up times, in the +Inf bucket too.
+	assert.equal(d('naiberd_setup_seconds_count'), 2);
+	assert.equal(d('naiberd_setup_seconds_bucket{le="+Inf"}'), 2);
+	assert.ok(d('naiberd_setup_seconds_sum') > 0);
 	assert.equal(m.get('naiberd_calls_active'), 0);
 	assert.equal(m.get('naiberd_worker_crashes_total'), 0);
 	assert.ok(m.get('naiberd_workers{state="idle"}') >= 1);
