@@ -32,7 +32,8 @@ COMMON	 = common/log.c common/util.c common/config.c common/channel.c \
 	   common/httphead.c common/twilio.c common/twilio_rest.c \
 	   common/evcurl.c common/redis.c common/tls.c common/session.c \
 	   common/jobs.c common/prompt.c common/pgurl.c common/jscan.c \
-	   common/dns.c common/pgaddr.c common/redisurl.c
+	   common/dns.c common/pgaddr.c common/redisurl.c \
+	   common/streamtok.c
 SUPERV	 = supervisor/main.c supervisor/supervisor.c supervisor/listener.c \
 	   supervisor/router.c supervisor/api_ops.c supervisor/pool.c \
 	   supervisor/metrics.c supervisor/api_call.c supervisor/api_twilio.c \
@@ -55,7 +56,7 @@ ULIBS	 = $(PKG_LIBS) -lcmocka -lwslay -lhttp_parser -lm
 UNITS	 = test_channel test_config test_httphead test_twilio_sig \
 	   test_twilio_event test_util test_router test_evcurl test_redis \
 	   test_twilio_rest test_transcode test_prompt test_profile test_jobs \
-	   test_eleven_event test_ws test_admission
+	   test_eleven_event test_ws test_admission test_streamtok
 
 DEB_PKGS = build-essential pkg-config libevent-dev libwslay-dev \
 	   libjansson-dev libssl-dev libhttp-parser-dev libcmocka-dev \
@@ -173,8 +174,10 @@ $(B)/test/test_twilio_rest: tests/unit/test_twilio_rest.c \
 $(B)/test/test_ws: tests/unit/test_ws.c worker/ws.c common/util.c \
 	common/tls.c common/dns.c common/log.c
 $(B)/test/test_admission: tests/unit/test_admission.c supervisor/admission.c
+$(B)/test/test_streamtok: tests/unit/test_streamtok.c common/streamtok.c \
+	common/util.c
 $(B)/test/test_router: tests/unit/test_router.c supervisor/router.c \
-	common/redisurl.c \
+	common/redisurl.c common/streamtok.c \
 	common/httphead.c common/twilio.c common/config.c common/util.c
 
 $(B)/test/%:
@@ -194,7 +197,7 @@ unit: $(UNITS:%=$(B)/test/%) $(B)/test/sig-vectors.tsv
 
 # Test-only driver for the BullMQ test; not sanitized because it is timed.
 $(B)/jobs_cli: tests/unit/jobs_cli.c common/jobs.c common/redis.c \
-	common/dns.c common/tls.c common/log.c common/util.c
+	common/redisurl.c common/dns.c common/tls.c common/log.c common/util.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 integ: $(B)/naiberd $(B)/jobs_cli

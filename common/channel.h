@@ -36,7 +36,8 @@ enum msg_type {
 	MSG_READY,		/* w->s: warmed up, may be marked idle */
 	MSG_SPAWN,		/* s->f: fork a worker on this channel (fd) */
 	MSG_SPAWNED,		/* f->s: its pid, or why not */
-	MSG_LOAD,		/* w->s: the call's relay lag, each second */
+	MSG_LOAD,		/* w->s: each second from ACCEPTED to DONE:
+				   the heartbeat, and the relay lag */
 	MSG_TYPE_MAX
 };
 

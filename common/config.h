@@ -64,6 +64,9 @@ struct config {
 	char	*prompts_dir;
 	char	*api_token;
 	long	 head_timeout;
+	long	 max_conns_per_ip;
+	long	 request_min_rate;
+	long	 worker_stall;	/* seconds without a heartbeat or media */
 	/* admission from measured headroom */
 	int	 admission;
 	long	 admission_lag;

@@ -4,16 +4,20 @@
  * processing:* in one atomic step, deduplicated by de:<conversationId>
  * for 5 minutes, and the spool directory that takes the job when Redis
  * cannot: <name>.job files (temp file, fsync, rename, directory fsync),
- * replayed by the supervisor, corrupt ones renamed <name>.bad.  Used by
- * the worker (call end) and the supervisor (orphaned calls, replay); it
- * touches only that queue's keys and the spool directory.
+ * replayed by the supervisor, corrupt ones renamed <name>.bad; and the
+ * jobs the supervisor holds in memory while neither Redis nor the spool
+ * takes them.  Used by the worker (call end) and the supervisor
+ * (orphaned calls, replay, held jobs); it touches only that queue's keys
+ * and the spool directory.
  */
+#include <sys/queue.h>
 #include <sys/stat.h>
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +44,10 @@
  *   lost and cb never runs: free the rds only after every cb.
  * - Redis unavailable (refused, timeout, disconnection, or an error
  *   reply that means "not now": LOADING, BUSY, READONLY...) -> spooled.
- *   Any other error reply is a bug of ours: JOB_FAILED with a log line,
- *   and the job is spooled all the same so that it is not lost.
+ *   Any other error reply is a bug of ours: a log line, and the job is
+ *   spooled all the same so that it is not lost (JOB_SPOOLED).
+ *   JOB_FAILED means only that the spool failed too: no copy but the
+ *   caller's (the worker's goes to the supervisor, which holds it).
  * - A timeout does not prove the script did not run; the replay then
  *   finds the dedup key and answers DUPLICATE.  Exactly once holds while
  *   the replay comes within the 5 minutes of the key.
@@ -50,6 +56,10 @@
  *   does not take stops the run and the rest stay for the next one.
  * - A spool file records the prefix it was meant for; jobs_spool(),
  *   which is not told, records "" and the replay uses its own prefix.
+ * - Held jobs leave the queue only once Redis answered added or
+ *   duplicate, or their spool file is in place: never twice in flight,
+ *   never dropped but past JOBS_HOLD_MAX or at exit, both logged at
+ *   error level with the job's data so that it can be added by hand.
  */
 
 #define JOBS_ATTEMPTS	3
@@ -96,6 +106,28 @@ struct jobs_replay {
 	void		*rp_arg;
 };
 
+struct jobs_hentry {
+	TAILQ_ENTRY(jobs_hentry)	 he_entry;
+	struct job			 he_job;
+};
+
+/* The held jobs and the one pass that may be under way. */
+static struct {
+	TAILQ_HEAD(, jobs_hentry)	 h_q;
+	unsigned			 h_n;
+	int				 h_init;
+	int				 h_running;
+	int				 h_spool_failing;	/* said once */
+	struct rds			*h_rds;
+	char				 h_prefix[JOBS_PREFIX_MAX + 1];
+	char				 h_spool[PATH_MAX];
+	unsigned			 h_to_redis;
+	unsigned			 h_to_spool;
+	void				(*h_cb)(unsigned, unsigned, unsigned,
+					    void *);
+	void				*h_arg;
+} held;
+
 static int	str_ok(const char *, size_t, int);
 static int	prefix_ok(const char *);
 static int	job_ok(const struct job *);
@@ -116,7 +148,9 @@ static void	req_finish(struct jobs_req *, enum job_outcome,
 static int	spool_name(const char *, char *, size_t);
 static char	*spool_text(const char *, const struct job *);
 static int	spool_write(const char *, const char *, const struct job *,
-		    char *, size_t);
+		    char *, size_t, int);
+static void	spool_warn(int, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
 static int	write_all(int, const char *, size_t);
 static int	fsync_dir(const char *);
 static int	spool_parse(const char *, size_t, struct job *, char *,
@@ -133,6 +167,12 @@ static void	replay_job_done(enum job_outcome, const char *, void *);
 static void	replay_pinged(const redisReply *, const char *, void *);
 static void	replay_end(struct jobs_replay *);
 static void	replay_free(struct jobs_replay *);
+static void	held_init(void);
+static void	held_pop(void);
+static int	held_send(void);
+static void	held_done(enum job_outcome, const char *, void *);
+static void	held_spool(void);
+static void	held_end(void);
 
 /*
  * KEYS: id meta events delayed marker de:<conversationId>
@@ -551,17 +591,21 @@ req_finish(struct jobs_req *q, enum job_outcome o, const char *id,
 	if ((o == JOB_SPOOLED || o == JOB_FAILED) && q->jr_spool[0] != '\0') {
 		s = NULL;
 		if (spool_write(q->jr_spool, q->jr_prefix, &q->jr_job, path,
-		    sizeof(path)) == -1) {
-			log_warnx("jobs: conversation %s: LOST: Redis did not "
-			    "take it (%s) and the spool failed", cid, why);
+		    sizeof(path), 0) == -1) {
+			log_warnx("jobs: conversation %s: Redis did not take it "
+			    "(%s) and the spool failed: not saved", cid, why);
 			o = JOB_FAILED;
-		} else if (o == JOB_SPOOLED) {
-			log_warnx("jobs: conversation %s: Redis unavailable "
-			    "(%s): spooled to %s", cid, why, path);
+		} else {
+			if (o == JOB_SPOOLED)
+				log_warnx("jobs: conversation %s: Redis "
+				    "unavailable (%s): spooled to %s", cid, why,
+				    path);
+			else
+				log_warnx("jobs: conversation %s: kept in %s",
+				    cid, path);
+			o = JOB_SPOOLED;
 			s = path;
-		} else
-			log_warnx("jobs: conversation %s: kept in %s", cid,
-			    path);
+		}
 	} else if (o == JOB_ADDED || o == JOB_DUPLICATE)
 		log_debug("jobs: conversation %s: job %s %s", cid, id,
 		    o == JOB_ADDED ? "added" : "already there");
@@ -581,7 +625,7 @@ jobs_spool(const char *dir, const struct job *j)
 		log_warnx("jobs: cannot spool: no directory or a bad job");
 		return -1;
 	}
-	return spool_write(dir, "", j, path, sizeof(path));
+	return spool_write(dir, "", j, path, sizeof(path), 0);
 }
 
 /*
@@ -642,42 +686,52 @@ spool_text(const char *prefix, const struct job *j)
 	return t;
 }
 
+/*
+ * quiet: failures are logged at debug level (the held jobs' retries,
+ * which say once that the spool still fails).  errno is kept for the
+ * caller on failure.
+ */
 static int
 spool_write(const char *dir, const char *prefix, const struct job *j,
-    char *path, size_t pathsz)
+    char *path, size_t pathsz, int quiet)
 {
 	char	 name[JOBS_FNAME_MAX + 1], tmp[PATH_MAX], *text;
-	int	 fd = -1, n;
+	int	 fd = -1, n, saved;
 
 	if (spool_name(j->j_conversation_id, name, sizeof(name)) == -1 ||
 	    (text = spool_text(prefix, j)) == NULL) {
 		log_warnx("jobs: conversation %s: cannot encode the spool "
 		    "file", j->j_conversation_id);
+		errno = EINVAL;
 		return -1;
 	}
 	n = snprintf(path, pathsz, "%s/%s.job", dir, name);
 	if (n < 0 || (size_t)n >= pathsz || (size_t)snprintf(tmp,
 	    sizeof(tmp), "%s/.%s.XXXXXX", dir, name) >= sizeof(tmp)) {
 		log_warnx("jobs: spool path too long in %s", dir);
+		errno = ENAMETOOLONG;
 		goto fail;
 	}
 	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
-		log_warn("jobs: spool directory %s", dir);
+		spool_warn(quiet, "jobs: spool directory %s", dir);
 		goto fail;
 	}
 	if ((fd = mkostemp(tmp, O_CLOEXEC)) == -1) {
-		log_warn("jobs: spool %s", tmp);
+		spool_warn(quiet, "jobs: spool %s", tmp);
 		goto fail;
 	}
-	if (write_all(fd, text, strlen(text)) == -1 || fsync(fd) == -1 ||
-	    close(fd) == -1) {
-		log_warn("jobs: spool %s", tmp);
-		fd = -1;
+	if (write_all(fd, text, strlen(text)) == -1 || fsync(fd) == -1) {
+		spool_warn(quiet, "jobs: spool %s", tmp);
 		goto unlink;
 	}
+	n = close(fd);
 	fd = -1;
+	if (n == -1) {
+		spool_warn(quiet, "jobs: spool %s", tmp);
+		goto unlink;
+	}
 	if (rename(tmp, path) == -1) {
-		log_warn("jobs: spool rename to %s", path);
+		spool_warn(quiet, "jobs: spool rename to %s", path);
 		goto unlink;
 	}
 	/* The file is there; only its survival of a power cut is doubtful. */
@@ -686,12 +740,29 @@ spool_write(const char *dir, const char *prefix, const struct job *j,
 	free(text);
 	return 0;
 unlink:
+	saved = errno;
 	unlink(tmp);
+	errno = saved;
 fail:
+	saved = errno;
 	if (fd != -1)
 		close(fd);
 	free(text);
+	errno = saved;
 	return -1;
+}
+
+/* log_warn(), or log_debug() with the same text when quiet. */
+static void
+spool_warn(int quiet, const char *fmt, ...)
+{
+	int	saved = errno;
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vlog(quiet ? LL_DEBUG : LL_WARN, saved, fmt, ap);
+	va_end(ap);
+	errno = saved;
 }
 
 static int
@@ -1056,4 +1127,194 @@ replay_free(struct jobs_replay *rp)
 	if (rp->rp_dfd != -1)
 		close(rp->rp_dfd);
 	free(rp);
+}
+
+/* --- held in memory ------------------------------------------------- */
+
+static void
+held_init(void)
+{
+	if (!held.h_init) {
+		TAILQ_INIT(&held.h_q);
+		held.h_init = 1;
+	}
+}
+
+int
+jobs_hold(const struct job *j)
+{
+	struct jobs_hentry	*he;
+	char			*data;
+
+	held_init();
+	if (!job_ok(j)) {
+		log_error("jobs: a bad job cannot be held");
+		return -1;
+	}
+	if (held.h_n >= JOBS_HOLD_MAX || (he = calloc(1, sizeof(*he))) ==
+	    NULL) {
+		data = job_data_json(j);
+		log_error("jobs: conversation %s: LOST: %s; its data: %s",
+		    j->j_conversation_id, held.h_n >= JOBS_HOLD_MAX ?
+		    "as many jobs as can be are held in memory already" :
+		    "out of memory", data != NULL ? data : "?");
+		free(data);
+		return -1;
+	}
+	he->he_job = *j;
+	TAILQ_INSERT_TAIL(&held.h_q, he, he_entry);
+	held.h_n++;
+	log_warnx("jobs: conversation %s: neither Redis nor the spool took "
+	    "it: held in memory (%u held)", j->j_conversation_id, held.h_n);
+	return 0;
+}
+
+unsigned
+jobs_held(void)
+{
+	return held.h_n;
+}
+
+static void
+held_pop(void)
+{
+	struct jobs_hentry	*he = TAILQ_FIRST(&held.h_q);
+
+	TAILQ_REMOVE(&held.h_q, he, he_entry);
+	free(he);
+	held.h_n--;
+}
+
+int
+jobs_held_retry(struct rds *r, const char *prefix, const char *spool,
+    void (*cb)(unsigned, unsigned, unsigned, void *), void *arg)
+{
+	held_init();
+	if (held.h_running || held.h_n == 0)
+		return -1;
+	if (!prefix_ok(prefix) || spool == NULL || spool[0] == '\0' ||
+	    strlen(spool) >= sizeof(held.h_spool) || cb == NULL) {
+		log_warnx("jobs: held jobs: bad arguments");
+		return -1;
+	}
+	held.h_running = 1;
+	held.h_rds = r;
+	snprintf(held.h_prefix, sizeof(held.h_prefix), "%s", prefix);
+	snprintf(held.h_spool, sizeof(held.h_spool), "%s", spool);
+	held.h_to_redis = held.h_to_spool = 0;
+	held.h_cb = cb;
+	held.h_arg = arg;
+	if (r != NULL && rds_connected(r)) {
+		script_load(r);
+		if (held_send() == 0)
+			return 0;
+	}
+	held_spool();
+	held_end();
+	return 0;
+}
+
+/* The first held job to Redis; -1 if Redis refused the command. */
+static int
+held_send(void)
+{
+	struct jobs_req	*q;
+
+	q = req_new(held.h_prefix, "", &TAILQ_FIRST(&held.h_q)->he_job,
+	    held_done, NULL);
+	if (q == NULL)
+		return -1;
+	q->jr_rds = held.h_rds;
+	if (req_send(q) == -1) {
+		req_free(q);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+held_done(enum job_outcome o, const char *id, void *arg)
+{
+	struct job	*j;
+
+	(void)arg;
+	if (!held.h_running || held.h_n == 0)
+		return;		/* jobs_held_flush() came first */
+	j = &TAILQ_FIRST(&held.h_q)->he_job;
+	if (o == JOB_ADDED || o == JOB_DUPLICATE) {
+		log_info("jobs: conversation %s: held job %s as job %s",
+		    j->j_conversation_id, o == JOB_ADDED ? "added" :
+		    "already queued", id);
+		held_pop();
+		held.h_to_redis++;
+		if (held.h_n > 0 && held_send() == 0)
+			return;
+	}
+	held_spool();
+	held_end();
+}
+
+/* Held jobs to the spool, oldest first, until a write fails. */
+static void
+held_spool(void)
+{
+	struct job	*j;
+	char		 path[PATH_MAX];
+
+	while (held.h_n > 0) {
+		j = &TAILQ_FIRST(&held.h_q)->he_job;
+		if (spool_write(held.h_spool, held.h_prefix, j, path,
+		    sizeof(path), 1) == -1) {
+			if (!held.h_spool_failing)
+				log_warnx("jobs: %u post-call jobs held in "
+				    "memory: the spool %s still fails (%s); "
+				    "retrying", held.h_n, held.h_spool,
+				    strerror(errno));
+			held.h_spool_failing = 1;
+			return;
+		}
+		held.h_spool_failing = 0;
+		log_info("jobs: conversation %s: held job spooled to %s",
+		    j->j_conversation_id, path);
+		held_pop();
+		held.h_to_spool++;
+	}
+}
+
+static void
+held_end(void)
+{
+	held.h_running = 0;
+	if (held.h_n == 0)
+		held.h_spool_failing = 0;
+	held.h_cb(held.h_to_redis, held.h_to_spool, held.h_n, held.h_arg);
+}
+
+unsigned
+jobs_held_flush(const char *prefix, const char *spool)
+{
+	struct job	*j;
+	char		 path[PATH_MAX], *data;
+	unsigned	 lost = 0;
+
+	held_init();
+	while (held.h_n > 0) {
+		j = &TAILQ_FIRST(&held.h_q)->he_job;
+		if (spool != NULL && spool[0] != '\0' && prefix_ok(prefix) &&
+		    spool_write(spool, prefix, j, path, sizeof(path), 1) == 0)
+			log_info("jobs: conversation %s: held job spooled to "
+			    "%s at exit", j->j_conversation_id, path);
+		else {
+			data = job_data_json(j);
+			log_error("jobs: conversation %s: LOST at exit: "
+			    "neither Redis nor the spool took it; its data: %s",
+			    j->j_conversation_id, data != NULL ? data : "?");
+			free(data);
+			lost++;
+		}
+		held_pop();
+	}
+	held.h_running = 0;
+	held.h_spool_failing = 0;
+	return lost;
 }

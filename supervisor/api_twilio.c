@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "streamtok.h"
 #include "redis.h"
 #include "twilio.h"
 #include "twilio_rest.h"
@@ -35,7 +36,7 @@ static const char *const outcomes[] = {
 
 static void	twiml_cancel(void *);
 static void	twiml_got(const redisReply *, const char *, void *);
-static int	twiml_build(const char *, char *, size_t);
+static int	twiml_build(const char *, const char *, char *, size_t);
 static void	status_deleted(const redisReply *, const char *, void *);
 
 /* Parse the form and check the signature; answers 400/403 itself. */
@@ -141,34 +142,44 @@ twiml_got(const redisReply *rep, const char *err, void *arg)
 		    op->to_sid, rep == NULL ? err : rep->type ==
 		    REDIS_REPLY_NIL ? "unknown or expired call" : "bad reply");
 		twiml_reply(op->to_conn, TWIML_APOLOGY);
-	} else if (twiml_build(rep->str, doc, sizeof(doc)) == -1) {
+	} else if (twiml_build(op->to_sid, rep->str, doc, sizeof(doc)) ==
+	    -1) {
 		log_warnx("call %s: unusable context: answering with an "
 		    "apology", op->to_sid);
 		twiml_reply(op->to_conn, TWIML_APOLOGY);
 	} else {
-		log_info("call %s answered: streaming to %s", op->to_sid,
-		    sv.sv_cf->stream_url);
+		log_info("call %s answered: streaming to %s/%s...",
+		    op->to_sid, sv.sv_cf->stream_url, op->to_sid);
 		twiml_reply(op->to_conn, doc);
 	}
 	free(op);
 }
 
-/* The <Connect><Stream> document; every attribute value escaped. */
+/*
+ * The <Connect><Stream> document; every attribute value escaped.  The
+ * stream URL is the call's own (streamtok.c): Twilio signs it, so the
+ * supervisor can tell this call's stream from a replayed one.
+ */
 static int
-twiml_build(const char *ctx, char *doc, size_t cap)
+twiml_build(const char *sid, const char *ctx, char *doc, size_t cap)
 {
 	json_t		*o;
 	json_error_t	 err;
 	const char	*type, *nonce;
-	char		 e_url[1200], e_type[64], e_nonce[200], e_agent[400];
+	char		 e_url[1400], e_type[64], e_nonce[200], e_agent[400];
+	char		 url[1300], tok[STREAM_TOKEN_MAX + 1];
 	int		 n, rc = -1;
 
+	if (stream_token(sv.sv_cf->twilio_auth_token, sid, tok,
+	    sizeof(tok)) == -1 || snprintf(url, sizeof(url), "%s/%s",
+	    sv.sv_cf->stream_url, tok) >= (int)sizeof(url))
+		return -1;
 	if ((o = json_loads(ctx, JSON_REJECT_DUPLICATES, &err)) == NULL)
 		return -1;
 	type = json_string_value(json_object_get(o, "callType"));
 	nonce = json_string_value(json_object_get(o, "nonce"));
 	if (type == NULL || nonce == NULL ||
-	    xml_escape(sv.sv_cf->stream_url, e_url, sizeof(e_url)) == -1 ||
+	    xml_escape(url, e_url, sizeof(e_url)) == -1 ||
 	    xml_escape(type, e_type, sizeof(e_type)) == -1 ||
 	    xml_escape(nonce, e_nonce, sizeof(e_nonce)) == -1 ||
 	    xml_escape(sv.sv_cf->elevenlabs_agent_id, e_agent,

@@ -23,6 +23,10 @@
 
 /* A connection that has sent nothing waits in the kernel this long. */
 #define DEFER_ACCEPT_SECS	5
+/* A request may start slowly: request_min_rate applies after this. */
+#define RATE_GRACE_NS		2000000000ULL
+/* At most one line per this many seconds per kind of refusal. */
+#define REFUSE_LOG_SECS		10
 
 static void	listener_accept(int, short, void *);
 static void	listener_resume(int, short, void *);
@@ -33,6 +37,11 @@ static void	conn_timeout(int, short, void *);
 static void	conn_process(struct conn *);
 static void	conn_arm_timer(struct conn *, long);
 static void	conn_free(struct conn *);
+static int	conn_admit(int, const struct sockaddr_storage *);
+static int	conn_rate_ok(struct conn *, size_t);
+static int	conn_shed(void);
+static int	same_addr(const struct sockaddr_storage *,
+		    const struct sockaddr_storage *);
 
 static TAILQ_HEAD(, conn) conns = TAILQ_HEAD_INITIALIZER(conns);
 static unsigned		nconns;
@@ -57,6 +66,7 @@ status_text(int code)
 	case 413: return "Content Too Large";
 	case 414: return "URI Too Long";
 	case 415: return "Unsupported Media Type";
+	case 417: return "Expectation Failed";
 	case 426: return "Upgrade Required";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
@@ -190,14 +200,107 @@ listener_accept(int lfd, short ev, void *arg)
 				log_warn("accept");
 			return;
 		}
+		if (conn_admit(fd, &ss) == -1)
+			continue;
 		conn_new(fd, &ss, len);
-		if (nconns >= CONN_MAX) {
-			log_warnx("%u connections open: not accepting more "
-			    "until some close", nconns);
+		if (nconns >= CONN_MAX && conn_shed() == -1) {
+			log_warnx("%u connections open, all answering: not "
+			    "accepting more until some close", nconns);
 			listener_pause(0);
 			return;
 		}
 	}
+}
+
+/*
+ * Per source address at most max_conns_per_ip connections: the new one
+ * is closed at once (nothing read, nothing written).  -1: refused.
+ */
+static int
+conn_admit(int fd, const struct sockaddr_storage *ss)
+{
+	static uint64_t	 last_log;
+	struct conn	*cn;
+	long		 n = 0, cap = sv.sv_cf->max_conns_per_ip;
+	uint64_t	 now;
+	char		 host[INET6_ADDRSTRLEN] = "?";
+
+	if (cap <= 0)
+		return 0;
+	TAILQ_FOREACH(cn, &conns, cn_entry)
+		if (same_addr(&cn->cn_peer, ss) && ++n >= cap)
+			break;
+	if (n < cap)
+		return 0;
+	close(fd);
+	metrics.m_conns_refused_ip++;
+	now = now_mono_ns();
+	if (now - last_log > REFUSE_LOG_SECS * 1000000000ULL) {
+		last_log = now;
+		if (ss->ss_family == AF_INET)
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->
+			    sin_addr, host, sizeof(host));
+		else if (ss->ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)
+			    ss)->sin6_addr, host, sizeof(host));
+		log_warnx("%s: %ld connections open from this address "
+		    "(max_conns_per_ip): new ones closed", host, cap);
+	}
+	return -1;
+}
+
+static int
+same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return 0;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		    ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	if (a->ss_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		    &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+	return 0;
+}
+
+/*
+ * At the connection cap, the oldest connection not being answered
+ * (an idle keep-alive one, or a request still arriving: nothing of it
+ * has been checked or acted on) is closed to make room, so a flood of
+ * slow or silent connections cannot keep /health, signed webhooks or
+ * POST /call out.  -1 if every connection is being answered.
+ */
+static int
+conn_shed(void)
+{
+	static uint64_t	 last_log;
+	struct conn	*cn;
+	uint64_t	 now;
+
+	TAILQ_FOREACH(cn, &conns, cn_entry)
+		if (!cn->cn_busy)
+			break;
+	if (cn == NULL)
+		return -1;
+	metrics.m_conns_shed++;
+	now = now_mono_ns();
+	if (now - last_log > REFUSE_LOG_SECS * 1000000000ULL) {
+		last_log = now;
+		log_warnx("%u connections open (the cap): closing the oldest "
+		    "unanswered ones to make room (%s first)", nconns,
+		    cn->cn_addr);
+	}
+	if (cn->cn_t_req != 0 && (cn->cn_pos > cn->cn_reqstart ||
+	    cn->cn_req.hh_in_head || cn->cn_req.hh_headers_done)) {
+		/* A request half-received: say why, as for a timeout. */
+		cn->cn_close_after = 1;
+		conn_respond(cn, 503, "text/plain", "overloaded\n", 11,
+		    NULL);
+		/* Not waiting for the write: the slot is needed now. */
+		(void)evbuffer_write(cn->cn_out, cn->cn_fd);
+	}
+	conn_close(cn, "shed at the connection cap");
+	return 0;
 }
 
 static void
@@ -216,6 +319,7 @@ conn_new(int fd, struct sockaddr_storage *ss, socklen_t len)
 	memcpy(&cn->cn_peer, ss, len);
 	cn->cn_peerlen = len;
 	cn->cn_t_accept = now_mono_ns();
+	cn->cn_t_req = cn->cn_t_accept;	/* deferred accept: it has begun */
 	if (ss->ss_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)ss)->sin_addr,
 		    host, sizeof(host));
@@ -260,9 +364,10 @@ conn_timeout(int fd, short ev, void *arg)
 		conn_close(cn, "response not taken in time");
 		return;
 	}
-	if (cn->cn_pos > cn->cn_reqstart || cn->cn_req.hh_in_head) {
-		log_info("%s: request not received within %ld s", cn->cn_addr,
-		    sv.sv_cf->head_timeout);
+	if (cn->cn_pos > cn->cn_reqstart || cn->cn_req.hh_in_head ||
+	    cn->cn_req.hh_headers_done || cn->cn_req_bytes > 0) {
+		log_info("%s: request not received within %ld s (%zu bytes)",
+		    cn->cn_addr, sv.sv_cf->head_timeout, cn->cn_req_bytes);
 		cn->cn_close_after = 1;
 		conn_respond(cn, 408, "text/plain", "request timeout\n", 16,
 		    NULL);
@@ -306,7 +411,43 @@ conn_read(int fd, short ev, void *arg)
 		return;
 	}
 	cn->cn_inlen += (size_t)n;
+	if (conn_rate_ok(cn, (size_t)n) == -1)
+		return;
 	conn_process(cn);
+}
+
+/*
+ * The whole request (head and body) has head_timeout from its first
+ * byte, which later bytes do not extend; past RATE_GRACE_NS it must
+ * also keep up request_min_rate.  -1: too slow, answered 408.
+ */
+static int
+conn_rate_ok(struct conn *cn, size_t n)
+{
+	static uint64_t	 last_log;
+	uint64_t	 now = now_mono_ns(), el;
+	long		 rate = sv.sv_cf->request_min_rate;
+
+	if (cn->cn_t_req == 0) {
+		cn->cn_t_req = now;
+		cn->cn_req_bytes = 0;
+		conn_arm_timer(cn, sv.sv_cf->head_timeout);
+	}
+	cn->cn_req_bytes += n;
+	el = now - cn->cn_t_req;
+	if (rate <= 0 || el <= RATE_GRACE_NS || (double)cn->cn_req_bytes >=
+	    (double)rate * (double)(el - RATE_GRACE_NS) / 1e9)
+		return 0;
+	metrics.m_conns_slow++;
+	if (now - last_log > REFUSE_LOG_SECS * 1000000000ULL) {
+		last_log = now;
+		log_info("%s: request too slow: %zu bytes in %.1f s "
+		    "(request_min_rate %ld)", cn->cn_addr, cn->cn_req_bytes,
+		    (double)el / 1e9, rate);
+	}
+	cn->cn_close_after = 1;
+	conn_respond(cn, 408, "text/plain", "request too slow\n", 17, NULL);
+	return -1;
 }
 
 /* Parse what we hold; dispatch at most one request at a time. */
@@ -331,8 +472,20 @@ conn_process(struct conn *cn)
 		}
 		switch (st) {
 		case HH_MORE:
-			if (h->hh_headers_done)
-				conn_arm_timer(cn, sv.sv_cf->head_timeout);
+			/* The request's deadline stands: no re-arming. */
+			if (h->hh_headers_done && h->hh_expect_continue) {
+				/* RFC 9110 10.1.1: the client waits for it. */
+				h->hh_expect_continue = 0;
+				evbuffer_add(cn->cn_out,
+				    "HTTP/1.1 100 Continue\r\n\r\n", 25);
+				(void)evbuffer_write(cn->cn_out, cn->cn_fd);
+				/* 25 bytes on a fresh socket: all or bust. */
+				if (evbuffer_get_length(cn->cn_out) > 0) {
+					conn_close(cn, "cannot send 100 "
+					    "Continue");
+					return;
+				}
+			}
 			return;
 		case HH_ERROR:
 			log_info("%s: bad request: %s", cn->cn_addr,
@@ -421,6 +574,9 @@ conn_write(int fd, short ev, void *arg)
 	cn->cn_busy = 0;
 	event_add(cn->cn_rev, NULL);
 	conn_arm_timer(cn, sv.sv_cf->head_timeout);
+	/* Idle until the next request's first byte, unless it is here. */
+	cn->cn_t_req = cn->cn_pos < cn->cn_inlen ? now_mono_ns() : 0;
+	cn->cn_req_bytes = cn->cn_inlen - cn->cn_pos;
 	conn_process(cn);	/* a pipelined request may be waiting */
 }
 

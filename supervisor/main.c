@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@ static void	usage(FILE *);
 static int	pidfile_write(const char *);
 static int	daemonize(void);
 static int	drop_privileges(const char *);
+static void	raise_nofile(void);
 
 static struct cfg_override overrides[64];
 static size_t		   noverrides;
@@ -146,6 +148,32 @@ parse_args(int argc, char **argv, const char **cfpath, int *must_exist,
 	return 0;
 }
 
+/*
+ * The connection cap (1024), the workers' channels and the listening
+ * socket need more descriptors than systemd's default soft limit of
+ * 1024: take the hard limit (up to 65536).  Workers inherit it.
+ */
+static void
+raise_nofile(void)
+{
+	struct rlimit	rl;
+	rlim_t		want = 65536;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want)
+		want = rl.rlim_max;
+	if (rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		log_warn("setrlimit(RLIMIT_NOFILE, %llu)",
+		    (unsigned long long)want);
+	else if (want < CONN_MAX + 256)
+		log_warnx("open file limit %llu: fewer than the connection "
+		    "cap (%d) needs", (unsigned long long)want, CONN_MAX);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -181,6 +209,7 @@ main(int argc, char **argv)
 	sv.sv_cf_must_exist = must_exist;
 	sv.sv_ov = overrides;
 	sv.sv_nov = noverrides;
+	raise_nofile();
 	if ((sv.sv_listen_fd = listener_open(cf->listen_addr, cf->port)) == -1)
 		return 1;
 	if (daemon_mode && daemonize() == -1)

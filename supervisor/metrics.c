@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "jobs.h"
 #include "supervisor.h"
 
 struct metrics metrics;
@@ -163,6 +164,9 @@ metrics_render(size_t *len)
 	    metrics.m_handoff_fail);
 	COUNTER("naiberd_worker_crashes_total", "Workers that died during a "
 	    "call without reporting DONE.", metrics.m_crashes);
+	COUNTER("naiberd_worker_stalls_total", "Busy workers killed after "
+	    "worker_stall seconds without a heartbeat (also counted as "
+	    "crashes).", metrics.m_worker_stalls);
 	COUNTER("naiberd_workers_spawned_total", "Workers forked.",
 	    metrics.m_workers_spawned);
 	COUNTER("naiberd_calls_done_total", "Calls that ended normally.",
@@ -209,10 +213,22 @@ metrics_render(size_t *len)
 	    metrics.m_jobs_replayed);
 	COUNTER("naiberd_jobs_lost_total", "Post-call jobs neither queued nor "
 	    "spooled.", metrics.m_jobs_lost);
+	GAUGE("naiberd_jobs_held", "Post-call jobs held in memory: neither "
+	    "Redis nor the spool took them yet.", jobs_held());
 	COUNTER("naiberd_redis_errors_total", "Redis failures seen by the "
 	    "supervisor.", metrics.m_redis_errors);
 	COUNTER("naiberd_http_client_errors_total", "Outbound HTTP requests "
 	    "that failed.", metrics.m_http_client_errors);
+	fprintf(fp, "# HELP naiberd_conns_closed_total HTTP connections "
+	    "closed to protect the front: shed at the cap, over "
+	    "max_conns_per_ip, under request_min_rate.\n"
+	    "# TYPE naiberd_conns_closed_total counter\n"
+	    "naiberd_conns_closed_total{reason=\"shed\"} %llu\n"
+	    "naiberd_conns_closed_total{reason=\"per_ip\"} %llu\n"
+	    "naiberd_conns_closed_total{reason=\"slow\"} %llu\n",
+	    (unsigned long long)metrics.m_conns_shed,
+	    (unsigned long long)metrics.m_conns_refused_ip,
+	    (unsigned long long)metrics.m_conns_slow);
 	fprintf(fp, "# HELP naiberd_http_responses_total HTTP responses by "
 	    "status class.\n# TYPE naiberd_http_responses_total counter\n");
 	for (i = 1; i <= 5; i++)

@@ -4,7 +4,9 @@
  * Runs in the supervisor with what CALL_INFO told it: delete the call's
  * session keys (same compare-and-delete rule as a worker), enqueue or
  * spool the post-call job if a conversation existed, and end the Twilio
- * call by REST so nobody is left on a silent line.
+ * call by REST so nobody is left on a silent line.  Also where a job
+ * that neither Redis nor the spool took, the worker's (DONE said so) or
+ * its own, is held in memory (jobs_hold(), retried by supervisor.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,10 +20,13 @@
 #include "supervisor.h"
 
 struct orphan {
-	char	or_call_sid[64];
-	char	or_conv[128];
+	char		or_call_sid[64];
+	char		or_conv[128];
+	struct job	or_job;
 };
 
+static void	orphan_job_of(const struct msg_call_info *, struct job *);
+static int	orphan_keep(const struct job *);
 static void	orphan_job(enum job_outcome, const char *, void *);
 static void	orphan_settled(void);
 
@@ -79,20 +84,58 @@ orphan_cleanup(const struct msg_call_info *ci)
 		    "unavailable; they expire in an hour)", ci->ci_call_sid);
 	else
 		orphan_inflight++;
-	memset(&j, 0, sizeof(j));
-	strlcpy_n(j.j_conversation_id, ci->ci_conversation_id,
-	    sizeof(j.j_conversation_id));
-	strlcpy_n(j.j_user_id, ci->ci_user_id, sizeof(j.j_user_id));
-	strlcpy_n(j.j_call_type, ci->ci_call_type[0] ? ci->ci_call_type :
-	    "general", sizeof(j.j_call_type));
-	j.j_is_first_call = ci->ci_is_first_call;
-	j.j_timestamp_ms = now_real_ms();
+	orphan_job_of(ci, &j);
+	o->or_job = j;
 	orphan_inflight++;
 	if (jobs_enqueue(sv.sv_rds, sv.sv_cf->bullmq_prefix,
 	    sv.sv_cf->spool_dir, &j, orphan_job, o) == -1) {
 		orphan_job(jobs_spool(sv.sv_cf->spool_dir, &j) == 0 ?
 		    JOB_SPOOLED : JOB_FAILED, NULL, o);
 	}
+}
+
+/* The job of the call CALL_INFO describes, ended now. */
+static void
+orphan_job_of(const struct msg_call_info *ci, struct job *j)
+{
+	memset(j, 0, sizeof(*j));
+	strlcpy_n(j->j_conversation_id, ci->ci_conversation_id,
+	    sizeof(j->j_conversation_id));
+	strlcpy_n(j->j_user_id, ci->ci_user_id, sizeof(j->j_user_id));
+	strlcpy_n(j->j_call_type, ci->ci_call_type[0] ? ci->ci_call_type :
+	    "general", sizeof(j->j_call_type));
+	j->j_is_first_call = ci->ci_is_first_call;
+	j->j_timestamp_ms = now_real_ms();
+}
+
+/* Neither Redis nor the spool took it: hold it, or count it lost. */
+static int
+orphan_keep(const struct job *j)
+{
+	if (jobs_hold(j) == 0)
+		return 0;
+	metrics.m_jobs_lost++;
+	return -1;
+}
+
+/*
+ * A worker's DONE said its job went neither to Redis nor to the spool
+ * (JOB_FAILED): the supervisor holds it, from what CALL_INFO told.
+ */
+void
+orphan_hold(const struct msg_call_info *ci)
+{
+	struct job	j;
+
+	if (ci->ci_conversation_id[0] == '\0') {
+		log_error("call %s: its worker could not save the post-call "
+		    "job and never said which conversation it was: LOST",
+		    ci->ci_call_sid[0] ? ci->ci_call_sid : "unknown");
+		metrics.m_jobs_lost++;
+		return;
+	}
+	orphan_job_of(ci, &j);
+	(void)orphan_keep(&j);
 }
 
 static void
@@ -108,7 +151,8 @@ orphan_job(enum job_outcome out, const char *id, void *arg)
 	log_info("call %s conversation %s: post-call job %s after the "
 	    "worker died", o->or_call_sid, o->or_conv, out == JOB_ADDED ?
 	    "added" : out == JOB_DUPLICATE ? "already queued" :
-	    out == JOB_SPOOLED ? "spooled" : "LOST (cannot spool)");
+	    out == JOB_SPOOLED ? "spooled" : orphan_keep(&o->or_job) == 0 ?
+	    "held in memory" : "LOST");
 	free(o);
 	orphan_settled();
 }

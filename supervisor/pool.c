@@ -2,8 +2,11 @@
  * pool.c - struct worker: the pre-forked worker processes, their
  * states and lists, spawning with brakes, reaping, the stream handoff
  * (SCM_RIGHTS over the worker's channel) and the messages workers send
- * back (READY, ACCEPTED, CALL_INFO, DONE).  Runs in the supervisor.  A
- * worker changes state only through pool_set_state().
+ * back (READY, ACCEPTED, CALL_INFO, LOAD, DONE).  Runs in the
+ * supervisor.  A worker changes state only through pool_set_state().
+ * A busy worker sends LOAD each second as its heartbeat; one silent for
+ * worker_stall seconds is killed (pool_watch) and its call cleaned up
+ * like any other that lost its worker.
  *
  * Workers are forked by the fork server (forksrv.c), never here: a
  * spawn is a socketpair and one message, and the worker is STARTING
@@ -37,6 +40,7 @@ static void		 pool_throttle(const char *);
 static void		 pool_unthrottle(int, short, void *);
 static void		 pool_free(struct worker *);
 static void		 pool_refill_cb(int, short, void *);
+static void		 pool_watch(int, short, void *);
 static void		 pool_early_dead(pid_t, int);
 static int		 pool_early_take(pid_t, int *);
 
@@ -45,6 +49,7 @@ static unsigned		 wn[W_NSTATES];
 static uint32_t		 next_ref = 1;
 static struct event	*ev_throttle;
 static struct event	*ev_refill;	/* refill after pending handoffs */
+static struct event	*ev_watch;	/* busy workers' heartbeats, 1 s */
 static long		 backoff_ms;
 static int		 throttled;
 
@@ -62,13 +67,16 @@ static const char *const w_state_names[] = { "idle", "busy", "exiting",
 int
 pool_start(void)
 {
-	int	i;
+	struct timeval	tv = { 1, 0 };
+	int		i;
 
 	for (i = 0; i < W_NSTATES; i++)
 		TAILQ_INIT(&wl[i]);
 	if ((ev_throttle = evtimer_new(sv.sv_base, pool_unthrottle, NULL))
 	    == NULL || (ev_refill = evtimer_new(sv.sv_base, pool_refill_cb,
-	    NULL)) == NULL)
+	    NULL)) == NULL || (ev_watch = event_new(sv.sv_base, -1,
+	    EV_PERSIST, pool_watch, NULL)) == NULL ||
+	    event_add(ev_watch, &tv) == -1)
 		return -1;
 	pool_refill();
 	return pool_count(W_IDLE) + pool_count(W_STARTING) > 0 ? 0 : -1;
@@ -331,7 +339,7 @@ pool_handoff(struct conn *cn)
 		}
 		pool_set_state(w, W_BUSY);
 		w->w_took_call = 1;
-		w->w_t_busy = now_mono_ns();
+		w->w_t_busy = w->w_t_heard = now_mono_ns();
 		metrics.m_handoffs++;
 		/* Fork the replacement once the loop is idle, not now. */
 		if (!evtimer_pending(ev_refill, NULL)) {
@@ -368,6 +376,8 @@ pool_chan(int fd, short ev, void *arg)
 			}
 			return;
 		}
+		if (r == 1)
+			w->w_t_heard = now_mono_ns();
 		if (r == -1 || pool_msg(w, &m) == -1) {
 			log_warnx("worker %d: bad message (%s): killing it",
 			    w->w_pid, r == -1 ? why : "unexpected type");
@@ -434,7 +444,7 @@ pool_msg(struct worker *w, struct chan_msg *m)
 		else if (d->dn_job == 3)
 			metrics.m_jobs_spooled++;
 		else if (d->dn_job == 4)
-			metrics.m_jobs_lost++;
+			orphan_hold(&w->w_ci);	/* neither Redis nor the spool */
 		log_info("worker %d call %s done: reason=%s frames_in=%llu "
 		    "frames_out=%llu dropped=%llu bad=%llu duration_ms=%llu",
 		    w->w_pid, w->w_ci.ci_call_sid[0] ? w->w_ci.ci_call_sid :
@@ -446,6 +456,42 @@ pool_msg(struct worker *w, struct chan_msg *m)
 		return 0;
 	default:
 		return -1;	/* s->w types never come back */
+	}
+}
+
+/*
+ * Each second: every busy worker must have been heard from within
+ * worker_stall seconds (its LOAD heartbeat).  One that was not is
+ * stopped or stuck in a loop: SIGKILL, which a stopped process cannot
+ * ignore or postpone as it would SIGTERM.  pool_reap() then cleans up
+ * after its call as after any worker that died during one.  What is
+ * queued on the channel is read first, so a supervisor that was itself
+ * late does not blame its workers.
+ */
+static void
+pool_watch(int fd, short ev, void *arg)
+{
+	struct worker	*w, *next;
+	uint64_t	 stall, quiet;
+
+	(void)fd, (void)ev, (void)arg;
+	stall = (uint64_t)sv.sv_cf->worker_stall * 1000000000ULL;
+	for (w = TAILQ_FIRST(&wl[W_BUSY]); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, w_entry);
+		if (w->w_pid <= 0 || now_mono_ns() - w->w_t_heard < stall)
+			continue;
+		pool_chan(w->w_fd, EV_READ, w);
+		if ((quiet = now_mono_ns() - w->w_t_heard) < stall)
+			continue;
+		log_warnx("worker %d call %s stalled: no heartbeat for %llu s; "
+		    "killed", w->w_pid, w->w_ci.ci_call_sid[0] ?
+		    w->w_ci.ci_call_sid : "unknown",
+		    (unsigned long long)(quiet / 1000000000ULL));
+		metrics.m_worker_stalls++;
+		w->w_asked_exit = 1;
+		if (kill(w->w_pid, SIGKILL) == -1)
+			log_warn("worker %d: kill", w->w_pid);
+		pool_set_state(w, W_EXITING);
 	}
 }
 

@@ -2,8 +2,9 @@
  * ready.c - GET /ready: 200 only when this instance can take a call now:
  * running (not draining), Redis connected, PostgreSQL answering (an
  * asynchronous libpq connect, at most one in flight, its result kept
- * for READY_CACHE_MS), workers not throttled, capacity left.  Otherwise
- * 503 with the reason.  Runs in the supervisor.
+ * for READY_CACHE_MS), workers not throttled, capacity left, no
+ * post-call job held in memory.  Otherwise 503 with the reason.  Runs in
+ * the supervisor.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include <libpq-fe.h>
 
+#include "jobs.h"
 #include "log.h"
 #include "pgaddr.h"
 #include "pgurl.h"
@@ -49,6 +51,8 @@ ready_reason(void)
 {
 	if (sv.sv_state != SV_RUNNING)
 		return "shutting down";
+	if (jobs_held() > 0)
+		return "post-call jobs held in memory (spool unwritable)";
 	if (!rds_connected(sv.sv_rds))
 		return "Redis unavailable";
 	if (pool_throttled())

@@ -1,6 +1,7 @@
 /*
  * supervisor.c - the supervisor's event loop: signal events, sd_notify,
- * reload (build, validate, swap) and the two-stage shutdown.  Runs in
+ * reload (build, validate, swap) and the two-stage shutdown; when the
+ * spool is replayed and the jobs held in memory are retried.  Runs in
  * the supervisor process only; everything else hangs off sv.sv_base.
  */
 #include <errno.h>
@@ -45,6 +46,8 @@ static struct event	*ev_drain, *ev_kill, *ev_watchdog, *ev_sweep;
 #define REDIS_TIMEOUT_MS	2000
 
 static int	sv_replaying;
+static int	sv_held_running;	/* a pass over the held jobs */
+static int	sv_held_last;		/* the shutdown's pass was made */
 
 static void
 sv_replayed(unsigned done, unsigned left, void *arg)
@@ -69,11 +72,46 @@ sv_replay(void)
 }
 
 static void
+sv_held_done(unsigned to_redis, unsigned to_spool, unsigned left, void *arg)
+{
+	int	async = sv_held_running == 2;
+
+	(void)arg;
+	sv_held_running = 0;
+	metrics.m_jobs_enqueued += to_redis;
+	metrics.m_jobs_spooled += to_spool;
+	if (left == 0 && to_redis + to_spool > 0)
+		log_info("jobs: no post-call job held in memory any more");
+	if (async && sv.sv_state != SV_RUNNING && pool_total() == 0)
+		supervisor_workers_gone();
+}
+
+/*
+ * Jobs held in memory (neither Redis nor the spool took them) go to
+ * Redis if it is there, else to the spool: on each sweep (5 s) and on a
+ * Redis reconnect.  1 if the pass is still talking to Redis.
+ */
+static int
+sv_held_retry(void)
+{
+	if (sv_held_running || jobs_held() == 0)
+		return sv_held_running;
+	sv_held_running = 1;
+	if (jobs_held_retry(sv.sv_rds, sv.sv_cf->bullmq_prefix,
+	    sv.sv_cf->spool_dir, sv_held_done, NULL) == -1)
+		sv_held_running = 0;
+	else if (sv_held_running)
+		sv_held_running = 2;	/* sv_held_done() comes later */
+	return sv_held_running;
+}
+
+static void
 sv_redis_state(int up, void *arg)
 {
 	(void)arg;
 	if (up) {
 		log_info("redis: connected");
+		(void)sv_held_retry();
 		sv_replay();
 	} else
 		log_warnx("redis: connection lost; POST /call answers 503 "
@@ -87,6 +125,7 @@ sv_sweep(int fd, short ev, void *arg)
 
 	(void)fd, (void)ev, (void)arg;
 	placed_expire(now_mono_ns());
+	(void)sv_held_retry();
 	if (++n % 6 == 0)	/* every 30 s */
 		sv_replay();
 }
@@ -132,6 +171,7 @@ supervisor_run(void)
 	struct timeval	 tv;
 	const char	*wd;
 	long		 usec;
+	unsigned	 held, lost;
 
 	/*
 	 * Every heap page the supervisor writes after a fork becomes a
@@ -231,6 +271,10 @@ supervisor_run(void)
 		sv.sv_ready_fd = -1;
 	}
 	event_base_dispatch(sv.sv_base);
+	if ((held = jobs_held()) > 0 && (lost = jobs_held_flush(
+	    sv.sv_cf->bullmq_prefix, sv.sv_cf->spool_dir)) > 0)
+		log_error("jobs: %u of the %u post-call jobs held in memory "
+		    "at exit are lost", lost, held);
 	forksrv_stop();
 	forksrv_wait(1000);
 	log_info("shutdown complete");
@@ -248,6 +292,8 @@ sv_watchdog(int fd, short ev, void *arg)
  * The last worker is gone.  Clean-up after crashed workers may still be
  * talking to Redis or Twilio (bounded by their own timeouts): wait for
  * it, at most ORPHAN_WAIT_SECS, so no job or hang-up is lost at exit.
+ * Jobs held in memory get one last pass (Redis, spool); what is left
+ * after it is spooled or logged with its data at exit.
  */
 #define ORPHAN_WAIT_SECS	12
 
@@ -255,10 +301,20 @@ void
 supervisor_workers_gone(void)
 {
 	struct timeval	tv = { ORPHAN_WAIT_SECS, 0 };
+	int		held;
 
-	if (orphan_pending() > 0) {
-		log_info("waiting for the clean-up of %u crashed calls",
-		    orphan_pending());
+	if (!sv_held_last && !sv_held_running) {
+		sv_held_last = 1;
+		(void)sv_held_retry();
+	}
+	held = sv_held_running == 2;
+	if (orphan_pending() > 0 || held) {
+		if (orphan_pending() > 0)
+			log_info("waiting for the clean-up of %u crashed calls",
+			    orphan_pending());
+		if (held)
+			log_info("waiting for Redis to take %u post-call jobs "
+			    "held in memory", jobs_held());
 		event_base_loopexit(sv.sv_base, &tv);
 		return;
 	}

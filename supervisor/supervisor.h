@@ -76,6 +76,8 @@ struct conn {
 	void			*cn_op;		/* async work answering it */
 	void			(*cn_op_cancel)(void *);
 	unsigned		 cn_nreq;
+	uint64_t		 cn_t_req;	/* first byte of this request; 0: idle */
+	size_t			 cn_req_bytes;	/* read for this request */
 };
 
 int	listener_start(int);
@@ -135,6 +137,7 @@ struct worker {
 	struct event		*w_ev;
 	uint64_t		 w_t_spawn;
 	uint64_t		 w_t_busy;
+	uint64_t		 w_t_heard;	/* last message, monotonic */
 	int			 w_took_call;
 	int			 w_got_done;
 	int			 w_asked_exit;
@@ -203,6 +206,7 @@ void	headroom_metrics(FILE *);
 
 /* orphan.c */
 void	orphan_cleanup(const struct msg_call_info *);
+void	orphan_hold(const struct msg_call_info *);
 unsigned orphan_pending(void);
 
 /* ngrok.c */
@@ -214,6 +218,7 @@ struct metrics {
 	uint64_t	m_handoffs;
 	uint64_t	m_handoff_fail;
 	uint64_t	m_crashes;
+	uint64_t	m_worker_stalls;	/* busy, silent, killed */
 	uint64_t	m_calls_done;
 	uint64_t	m_frames_in;
 	uint64_t	m_frames_out;
@@ -233,6 +238,9 @@ struct metrics {
 	uint64_t	m_setup_hist[16];	/* start -> first agent audio */
 	uint64_t	m_setup_sum_ns;
 	uint64_t	m_setup_count;
+	uint64_t	m_conns_shed;		/* closed at the connection cap */
+	uint64_t	m_conns_refused_ip;	/* over max_conns_per_ip */
+	uint64_t	m_conns_slow;		/* under request_min_rate */
 	uint64_t	m_calls_placed;
 	uint64_t	m_call_refused[5];	/* twilio, redis, capacity, input,
 					   headroom */

@@ -5,7 +5,9 @@
  * the last audio, waits for its echo (at most 5 s) so the goodbye is
  * heard, ends the call by REST, then call_end().  call_end() is the only
  * way a call ends and is idempotent: both sockets closed (bounded wait),
- * one summary line, DONE, exit.
+ * one summary line, DONE, exit.  From the handoff to DONE a 1 s timer
+ * sends MSG_LOAD, the supervisor's heartbeat, and ends a call whose
+ * Twilio stream went silent for worker_stall seconds.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,7 @@
 #include "worker.h"
 
 #define START_TIMEOUT_SECS	10
+#define START_TIMEOUT_SHARED	2
 #define MARK_WAIT_SECS		5
 #define APOLOGY_TWIML	"<Response><Say>I am sorry, I cannot talk right " \
 	"now. Please expect a call later. Goodbye.</Say><Hangup/></Response>"
@@ -49,6 +52,7 @@ static void	call_first_got(const redisReply *, const char *, void *);
 
 #define FIRST_POLL_MS	100
 static void	call_load_tick(int, short, void *);
+static void	call_tw_watch(struct call *);
 static void	call_write_session(struct call *);
 static void	call_activate(struct call *);
 static void	call_mark_late(int, short, void *);
@@ -82,19 +86,32 @@ call_new(int fd, const struct msg_handoff *ho, const uint8_t *head,
 	c->c_t_bind = evtimer_new(wk.wk_base, call_bind_late, c);
 	c->c_t_mark = evtimer_new(wk.wk_base, call_mark_late, c);
 	c->c_t_post = evtimer_new(wk.wk_base, call_post_late, c);
+	c->c_t_load = event_new(wk.wk_base, -1, EV_PERSIST, call_load_tick,
+	    c);
 	c->c_interrupted = -1;
 	if (c->c_t_start == NULL || c->c_t_max == NULL ||
 	    c->c_t_flush == NULL || c->c_t_bind == NULL ||
-	    c->c_t_mark == NULL || c->c_t_post == NULL) {
+	    c->c_t_mark == NULL || c->c_t_post == NULL ||
+	    c->c_t_load == NULL) {
 		free(c);
 		return NULL;
 	}
 	wk.wk_call = c;
+	tv.tv_sec = 1;
+	event_add(c->c_t_load, &tv);	/* the heartbeat, until DONE */
+	tv.tv_sec = START_TIMEOUT_SECS;
 	if (twilio_ws_accept(c, fd, head, len) == -1) {
 		call_end(c, "handshake refused");
 		return c;
 	}
 	call_set_state(c, CS_WAIT_START);
+	/*
+	 * Twilio sends start right after the upgrade.  On the shared URL
+	 * (whose signature is the same for every call) a stream that
+	 * never starts holds its worker START_TIMEOUT_SHARED at most.
+	 */
+	if (c->c_url_sid[0] == '\0')
+		tv.tv_sec = START_TIMEOUT_SHARED;
 	evtimer_add(c->c_t_start, &tv);
 	tv.tv_sec = wk.wk_cf->max_call_seconds;
 	evtimer_add(c->c_t_max, &tv);
@@ -373,15 +390,16 @@ call_el_ready(struct call *c)
 	ci.ci_is_first_call = c->c_is_first_call;
 	worker_report_info(&ci);
 	evtimer_add(c->c_t_el, &tv);	/* WebSocket keepalive */
-	if ((c->c_t_load = event_new(wk.wk_base, -1, EV_PERSIST,
-	    call_load_tick, c)) != NULL) {
-		tv.tv_sec = 1;
-		event_add(c->c_t_load, &tv);
-	}
 	call_write_session(c);
 }
 
-/* Each second of the bridge: the worst lag, for admission control. */
+/*
+ * Each second from the handoff until DONE, whatever the call's state
+ * (set-up, bridge, goodbye, post-call steps): MSG_LOAD.  It is the
+ * supervisor's heartbeat (a busy worker silent for worker_stall seconds
+ * is killed) and, with frames, the worst relay lag of the second for
+ * admission control.  One send a second, nothing on the audio path.
+ */
 static void
 call_load_tick(int fd, short ev, void *arg)
 {
@@ -389,14 +407,40 @@ call_load_tick(int fd, short ev, void *arg)
 	uint64_t	 us = c->c_lag_max_ns / 1000;
 
 	(void)fd, (void)ev;
-	if (c->c_state == CS_ENDING) {
-		event_del(c->c_t_load);
-		return;
-	}
 	worker_report_load(us > UINT32_MAX ? UINT32_MAX : (uint32_t)us,
 	    c->c_lag_frames);
 	c->c_lag_max_ns = 0;
 	c->c_lag_frames = 0;
+	call_tw_watch(c);
+}
+
+/*
+ * Twilio sends media every 20 ms while a call is up, silence included.
+ * A stream that sent nothing (no media, no mark) for worker_stall
+ * seconds once the call is bound is dead even if its socket is not:
+ * complete the call by REST (no goodbye mark: nobody would echo it),
+ * then end it.  Before the start event and while an ending we began
+ * runs, their own timers bound the wait.
+ */
+static void
+call_tw_watch(struct call *c)
+{
+	if (c->c_tw_rx != c->c_tw_seen || c->c_state < CS_BINDING ||
+	    c->c_state == CS_ENDING || c->c_agent_ending) {
+		c->c_tw_seen = c->c_tw_rx;
+		c->c_tw_idle = 0;
+		return;
+	}
+	if (++c->c_tw_idle < wk.wk_cf->worker_stall)
+		return;
+	log_warnx("no media from Twilio for %ld s: ending the call",
+	    c->c_tw_idle);
+	c->c_agent_ending = 1;
+	strlcpy_n(c->c_reason, "no media from Twilio", sizeof(c->c_reason));
+	if (c->c_t_quiet != NULL)
+		evtimer_del(c->c_t_quiet);
+	eleven_close(c, 1000);
+	call_hangup_rest(c);
 }
 
 /* session:{id} and the rag:* pointers the LLM service resolves. */

@@ -15,11 +15,11 @@
 
 #include "httphead.h"
 #include "log.h"
+#include "streamtok.h"
 #include "twilio.h"
 #include "util.h"
 #include "worker.h"
 
-#define TW_PATH		"/outbound-media-stream"
 #define TW_MAX_MSG	(64 * 1024)
 #define TW_AUDIO_MAX	(16 * 1024)
 
@@ -75,7 +75,9 @@ int
 twilio_ws_accept(struct call *c, int fd, const uint8_t *head, size_t len)
 {
 	struct hhead	*h;
-	const char	*key, *ver, *sig;
+	const char	*key, *ver, *sig, *tok;
+	char		 url[1400];
+	enum stream_route route;
 	char		 accept[29], resp[256];
 	size_t		 used;
 	int		 n, rc = -1;
@@ -85,22 +87,34 @@ twilio_ws_accept(struct call *c, int fd, const uint8_t *head, size_t len)
 	hh_init(h);
 	if (hh_feed(h, (const char *)head, len, &used) != HH_UPGRADE ||
 	    strcmp(h->hh_method, "GET") != 0 ||
-	    strcmp(h->hh_path, TW_PATH) != 0) {
-		tw_refuse(fd, 400, "not an upgrade of " TW_PATH);
+	    (route = stream_route(h->hh_path, &tok)) == SR_NONE) {
+		tw_refuse(fd, 400, "not an upgrade of " STREAM_PATH);
 		goto out;
 	}
+	/* A per-call URL (checked by the supervisor too) names its call. */
+	if (route == SR_CALL && (!stream_token_check(
+	    wk.wk_cf->twilio_auth_token, tok, c->c_url_sid,
+	    sizeof(c->c_url_sid)) || snprintf(url, sizeof(url), "%s/%s",
+	    wk.wk_cf->stream_url, tok) >= (int)sizeof(url))) {
+		tw_refuse(fd, 403, "not a stream URL of ours");
+		goto out;
+	}
+	if (route == SR_SHARED)
+		strlcpy_n(url, wk.wk_cf->stream_url, sizeof(url));
 	key = hh_get(h, "Sec-WebSocket-Key");
 	ver = hh_get(h, "Sec-WebSocket-Version");
 	sig = hh_get(h, "X-Twilio-Signature");
-	if (!hh_has_token(hh_get(h, "Upgrade"), "websocket") || key == NULL ||
-	    strlen(key) != 24 || ver == NULL || strcmp(ver, "13") != 0 ||
-	    ws_accept_key(key, accept) == -1) {
+	if (h->hh_minor < 1 ||
+	    !hh_list_has_token(h, "Upgrade", "websocket") ||
+	    hh_count(h, "Sec-WebSocket-Key") != 1 || !hh_ws_key_ok(key) ||
+	    hh_count(h, "Sec-WebSocket-Version") != 1 ||
+	    strcmp(ver, "13") != 0 || ws_accept_key(key, accept) == -1) {
 		tw_refuse(fd, 400, "not a WebSocket version 13 handshake");
 		goto out;
 	}
 	if (wk.wk_cf->twilio_auth_token != NULL && (sig == NULL ||
-	    !twilio_sig_check_stream(wk.wk_cf->twilio_auth_token,
-	    wk.wk_cf->stream_url, sig))) {
+	    !twilio_sig_check_stream(wk.wk_cf->twilio_auth_token, url,
+	    sig))) {
 		tw_refuse(fd, 403, "bad X-Twilio-Signature");
 		goto out;
 	}
@@ -144,6 +158,13 @@ tw_start(struct call *c, struct tw_event *ev)
 		tw_bad(c, "second start");
 		return;
 	}
+	if (c->c_url_sid[0] != '\0' &&
+	    strcmp(c->c_url_sid, ev->te_call_sid) != 0) {
+		log_warnx("stream URL of call %s, start of call %.64s: "
+		    "refused", c->c_url_sid, ev->te_call_sid);
+		call_end(c, "stream URL of another call");
+		return;
+	}
 	strlcpy_n(c->c_call_sid, ev->te_call_sid, sizeof(c->c_call_sid));
 	strlcpy_n(c->c_stream_sid, ev->te_stream_sid, sizeof(c->c_stream_sid));
 	if (type == NULL || (strcmp(type, "general") != 0 &&
@@ -167,6 +188,7 @@ tw_on_text(void *arg, const uint8_t *data, size_t len)
 	const char	*why;
 	long		 n;
 
+	c->c_tw_rx++;		/* alive, for call_tw_watch() */
 	if (twilio_event_parse((const char *)data, len, &ev, &why) == -1) {
 		tw_bad(c, why);
 		return;

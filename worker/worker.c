@@ -3,7 +3,7 @@
  * channel from the supervisor (HANDOFF, PREPARE, DRAIN), signals, and
  * the exit.  One worker serves one call and exits 0; it exits 2 if it
  * cannot start.  Reports READY, ACCEPTED, CALL_INFO and DONE on its
- * channel.
+ * channel, and LOAD each second while busy (the heartbeat, call.c).
  *
  * The warm-up does, before any call, everything that does not depend on
  * one: Redis connected and authenticated, PostgreSQL connected with the

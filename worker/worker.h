@@ -219,14 +219,18 @@ struct call {
 	struct event	*c_t_flush;	/* bounded wait for final frames */
 	struct event	*c_t_bind;	/* bounded wait for Redis */
 	char		 c_nonce[128];	/* from start.customParameters */
+	char		 c_url_sid[40];	/* CallSid of a per-call stream URL */
 	char		 c_phone[32];
 	/* ElevenLabs side */
 	enum el_state	 c_el_state;
 	struct ws	*c_el;
 	struct event	*c_t_el;	/* setup deadline, then keepalive */
-	struct event	*c_t_load;	/* MSG_LOAD each second */
+	struct event	*c_t_load;	/* MSG_LOAD each second until DONE */
 	uint64_t	 c_lag_max_ns;	/* this second's worst frame lag */
 	uint32_t	 c_lag_frames;
+	uint64_t	 c_tw_rx;	/* Twilio messages received */
+	uint64_t	 c_tw_seen;	/* c_tw_rx at the last tick */
+	long		 c_tw_idle;	/* ticks without a Twilio message */
 	char		 c_conv_id[128];
 	int		 c_el_close_code;
 	char		 c_el_error[200];

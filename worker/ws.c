@@ -410,6 +410,37 @@ ws_ascii(const uint8_t *p, size_t len)
 }
 
 /*
+ * What RFC 6455 5.2 and 5.5 forbid in a frame header that wslay 1.1.1
+ * only fails the read for (WSLAY_ERR_PROTO: it queues a close without
+ * a status and the caller must drop the connection): a control frame
+ * over 125 bytes or fragmented, a length not in its shortest form.
+ */
+static const char *
+ws_bad_header(int op, int fin, int len7, uint64_t plen)
+{
+	if ((op & 0x8) && len7 > 125)
+		return "control frame over 125 bytes";
+	if ((op & 0x8) && !fin)
+		return "fragmented control frame";
+	if ((len7 == 126 && plen < 126) || (len7 == 127 &&
+	    (plen <= 0xffff || (plen >> 63) != 0)))
+		return "frame length not in its shortest form";
+	return NULL;
+}
+
+/* Fail the connection (RFC 6455 7.1.7): close 1002, read no more. */
+static void
+ws_proto_close(struct ws *ws, const char *why)
+{
+	snprintf(ws->ws_why, sizeof(ws->ws_why), "%s", why);
+	wslay_event_shutdown_read(ws->ws_ctx);
+	(void)wslay_event_queue_close(ws->ws_ctx, WSLAY_CODE_PROTOCOL_ERROR,
+	    NULL, 0);
+	ws->ws_inoff = ws->ws_inlen = 0;
+	ws->ws_wslay_left = 0;
+}
+
+/*
  * Consume the frames in the input buffer.  A complete, unfragmented,
  * correctly masked text frame of ASCII (every audio message) is handed
  * to on_text where it lies: no copy, no allocation.  Every other frame
@@ -423,6 +454,7 @@ ws_parse(struct ws *ws)
 	uint8_t		*p, *pl;
 	size_t		 avail, hlen, used, n;
 	uint64_t	 plen, total;
+	const char	*why;
 	int		 fin, op, masked, len7, fast;
 
 	while (ws->ws_inoff < ws->ws_inlen && !ws->ws_eof) {
@@ -468,6 +500,10 @@ ws_parse(struct ws *ws)
 				plen = plen << 8 | p[i];
 		} else
 			plen = (uint64_t)len7;
+		if ((why = ws_bad_header(op, fin, len7, plen)) != NULL) {
+			ws_proto_close(ws, why);
+			return 0;
+		}
 		total = plen > UINT64_MAX - hlen ? UINT64_MAX : plen + hlen;
 		fast = fin && (p[0] & 0x70) == 0 && op == WSLAY_TEXT_FRAME &&
 		    !ws->ws_frag && masked == !ws->ws_client &&
@@ -684,6 +720,23 @@ ws_fail_io(struct ws *ws)
 	ws_tell_done(ws);
 }
 
+/* The close frame we sent for the peer's error is out: log it, once. */
+static void
+ws_report_broken(struct ws *ws, int code)
+{
+	const char	*why = ws->ws_why;
+
+	if (ws->ws_closed)
+		return;
+	if (why[0] == '\0')
+		why = code == WSLAY_CODE_MESSAGE_TOO_BIG ? "message too big" :
+		    code == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA ?
+		    "text not UTF-8" : "protocol error";
+	log_warnx("WebSocket %s broke RFC 6455 (%s): sent close %d",
+	    ws->ws_client ? "server" : "client", why, code);
+	ws_report_close(ws, code, "closed by us: the peer broke RFC 6455");
+}
+
 /* Send what wslay queued (pongs, close), write, re-arm, maybe done. */
 static void
 ws_after(struct ws *ws)
@@ -701,9 +754,9 @@ ws_after(struct ws *ws)
 		ws_update(ws);
 		if (ws->ws_close_code == 0 && !ws->ws_close_queued &&
 		    wslay_event_get_close_sent(ws->ws_ctx))
-			/* wslay closed on the peer's protocol error. */
-			ws_report_close(ws, wslay_event_get_status_code_sent(
-			    ws->ws_ctx), "closed by us: the peer broke RFC 6455");
+			/* We (or wslay) closed on the peer's protocol error. */
+			ws_report_broken(ws,
+			    wslay_event_get_status_code_sent(ws->ws_ctx));
 		else
 			ws_report_close(ws, ws->ws_close_code ?
 			    ws->ws_close_code : 1000, "closed");

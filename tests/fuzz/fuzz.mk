@@ -52,7 +52,7 @@ FUZZ_MAXLEN_fuzz_twilio_sig	= 8192
 FUZZ_MAXLEN_fuzz_ws		= 140000
 
 $(FUZZ_B)/fuzz_httphead: $(FUZZ_D)/fuzz_httphead.c common/httphead.c \
-	supervisor/router.c common/twilio.c common/config.c common/redisurl.c common/util.c
+	supervisor/router.c common/twilio.c common/config.c common/redisurl.c common/streamtok.c common/util.c
 $(FUZZ_B)/fuzz_httphead: FUZZ_LIBS = -lhttp_parser $(FUZZ_CRYPTO)
 $(FUZZ_B)/fuzz_channel: $(FUZZ_D)/fuzz_channel.c common/channel.c \
 	common/util.c

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import {
-	itest, apiPost, twilioWebhook, voiceParams, parseXml, xmlFindAll, mulawFrame, waitFor, withTimeout,
+	itest, apiPost, twilioWebhook, callStreamUrl, voiceParams, parseXml, xmlFindAll, mulawFrame, waitFor, withTimeout,
 	TEST_PHONE,
 } from '../lib/harness.mjs';
 import { startStack, DEFAULT_PERSON, AGENT_ID } from '../lib/stack.mjs';
@@ -44,7 +44,7 @@ itest('a complete call: dial, TwiML, stream, conversation, audio both ways, sess
 	const streams = xmlFindAll(root, 'Stream');
 	assert.equal(streams.length, 1, tr.body);
 	assert.equal(xmlFindAll(root, 'Connect').length, 1, 'bidirectional <Connect><Stream>');
-	assert.equal(streams[0].attrs.url, d.streamUrl);
+	assert.equal(streams[0].attrs.url, callStreamUrl(d.streamUrl, d.authToken, callSid), 'the call\'s own stream URL');
 	const params = Object.fromEntries(xmlFindAll(streams[0], 'Parameter').map((p) => [p.attrs.name, p.attrs.value]));
 	assert.equal(params.call_type, 'general');
 	assert.match(params.nonce ?? '', /^\S{16,}$/, 'a nonce parameter');

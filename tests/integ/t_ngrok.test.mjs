@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import nodeHttp from 'node:http';
 import {
-	itest, apiPost, apiGet, callContext, freePort, waitFor, twilioWebhook,
+	itest, apiPost, apiGet, callContext, callStreamUrl, freePort, waitFor, twilioWebhook,
 	voiceParams, parseXml, xmlFindAll, RX, doneLine, withTimeout,
 } from '../lib/harness.mjs';
 import { startStack } from '../lib/stack.mjs';
@@ -86,7 +86,8 @@ itest('USE_DYNAMIC_NGROK: public URL from the ngrok API drives stream auth, /cal
 		assert.equal(r.status, 200, r.body);
 		const streams = xmlFindAll(parseXml(r.body), 'Stream');
 		assert.equal(streams.length, 1, r.body);
-		assert.equal(streams[0].attrs.url, 'wss://abc.ngrok.test/outbound-media-stream');
+		assert.equal(streams[0].attrs.url, callStreamUrl('wss://abc.ngrok.test/outbound-media-stream',
+		    d.authToken, sid));
 		assert.equal((await twilioWebhook(d, '/twiml', voiceParams(sid),
 		    { twilioUrl: 'https://bridge.test' })).status, 403, 'TwiML signed for the old URL refused');
 

@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
 	itest, apiGet, twilioWebhook, voiceParams, statusParams, parseXml, xmlFindAll, waitFor, withTimeout,
-	freePort, http, sleep, RX,
+	freePort, http, sleep, RX, callStreamUrl,
 } from '../lib/harness.mjs';
 import { startPostgres } from '../lib/pg.mjs';
 import { startStack, DEFAULT_PERSON, reEsc } from '../lib/stack.mjs';
@@ -208,7 +208,7 @@ itest('-l ::1 with public URLs on https://[::1]:PORT: signed webhooks and a whol
 		assert.equal(tr.status, 200, tr.body);
 		const streams = xmlFindAll(parseXml(tr.body), 'Stream');
 		assert.equal(streams.length, 1, tr.body);
-		assert.equal(streams[0].attrs.url, streamUrl);
+		assert.equal(streams[0].attrs.url, callStreamUrl(streamUrl, d.authToken, call.callSid));
 		const params = Object.fromEntries(xmlFindAll(streams[0], 'Parameter').map((p) => [p.attrs.name, p.attrs.value]));
 		assert.equal(params.nonce, call.nonce);
 

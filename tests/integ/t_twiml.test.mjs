@@ -26,7 +26,10 @@ function assertStreamTwiml(root, { streamUrl, ctx, agentId }) {
 	const connect = root.children[0];
 	assert.deepEqual(connect.children.map((c) => c.name), ['Stream'], 'Connect holds one Stream');
 	const stream = connect.children[0];
-	assert.deepEqual(stream.attrs, { url: streamUrl }, 'Stream url = STREAM_URL, nothing else');
+	assert.deepEqual(Object.keys(stream.attrs), ['url'], 'Stream has a url, nothing else');
+	// The call's own URL: STREAM_URL/CallSid.MAC (the MAC is checked in t_call_e2e).
+	assert.match(stream.attrs.url, new RegExp(`^${streamUrl.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}` +
+	    '/CA[0-9a-f]{32}\\.[A-Za-z0-9_-]{22}$'), 'Stream url = STREAM_URL/token');
 	assert.equal(xmlFindAll(root, 'Stream').length, 1, 'exactly one Stream');
 	assert.equal(xmlFindAll(root, 'Hangup').length, 0, 'no Hangup');
 	assert.equal(xmlFindAll(root, 'Say').length, 0, 'no Say');

@@ -20,7 +20,7 @@ import { test } from 'node:test';
 import { spawn, spawnSync } from 'node:child_process';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createRequire } from 'node:module';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import nodeTls from 'node:tls';
@@ -1301,6 +1301,20 @@ export function statusParams(callSid, callStatus, seq = 0, over = {}) {
  * computed by the twilio package over `url` (default TWILIO_URL + route)
  * and `params`.  signature: a string overrides, null omits the header.
  */
+/*
+ * The per-call Media Stream URL naiberd puts in its TwiML, computed here
+ * independently: base + "/" + CallSid + "." + base64url of the first 16
+ * bytes of HMAC-SHA256(auth token, "naiberd stream " + CallSid).
+ */
+export function streamToken(authToken, callSid) {
+	const mac = createHmac('sha256', authToken).update(`naiberd stream ${callSid}`).digest().subarray(0, 16);
+	return `${callSid}.${mac.toString('base64url')}`;
+}
+
+export function callStreamUrl(base, authToken, callSid) {
+	return `${base}/${streamToken(authToken, callSid)}`;
+}
+
 export function twilioWebhook(d, route, params, { url, token = d.authToken, signature,
     sendParams, headers = {}, timeoutMs = 5000, twilioUrl } = {}) {
 	const base = twilioUrl ?? d.env.TWILIO_URL;

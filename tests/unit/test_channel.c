@@ -545,6 +545,39 @@ test_spawned(void **state)
 	expect_pipe_eof(p);
 }
 
+/* LOAD: a busy worker's heartbeat each second, with or without frames. */
+static void
+test_load(void **state)
+{
+	struct pair		*p = *state;
+	static struct chan_msg	 m;
+	struct msg_load		 ld;
+	static uint8_t		 buf[HDR + sizeof(ld) + 1];
+	static const uint8_t	 zero[sizeof(ld) + 1];
+	const char		*why;
+	size_t			 n;
+
+	/* During set-up: nothing relayed, still a heartbeat. */
+	assert_int_equal(chan_send_load(p->sp[1], 4, 0, 0), 0);
+	assert_int_equal(chan_recv(p->sp[0], &m, &why), 1);
+	assert_int_equal(m.cm_hdr.mh_type, MSG_LOAD);
+	assert_int_equal(m.cm_hdr.mh_ref, 4);
+	assert_int_equal(m.cm_hdr.mh_len, sizeof(struct msg_load));
+	assert_int_equal(m.cm_u.load.ld_frames, 0);
+	assert_int_equal(m.cm_u.load.ld_lag_max_us, 0);
+	assert_int_equal(m.cm_fd, -1);
+	assert_int_equal(chan_send_load(p->sp[1], 4, 1234, 50), 0);
+	assert_int_equal(chan_recv(p->sp[0], &m, &why), 1);
+	assert_int_equal(m.cm_u.load.ld_lag_max_us, 1234);
+	assert_int_equal(m.cm_u.load.ld_frames, 50);
+	/* Its size is exact. */
+	memset(&ld, 0, sizeof(ld));
+	n = mk(buf, MSG_LOAD, sizeof(ld) - 1, &ld, sizeof(ld) - 1);
+	expect_decode_reject(buf, n, -1, 0);
+	n = mk(buf, MSG_LOAD, sizeof(ld) + 1, zero, sizeof(zero));
+	expect_decode_reject(buf, n, -1, 0);
+}
+
 static void
 test_type_names(void **state)
 {
@@ -1059,6 +1092,7 @@ main(void)
 		T(test_ready),
 		T(test_spawn),
 		T(test_spawned),
+		T(test_load),
 		T(test_type_names),
 		T(test_reject_short),
 		T(test_reject_len_mismatch),

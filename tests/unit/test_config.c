@@ -202,6 +202,7 @@ test_defaults(void **state)
 	assert_int_equal(c->drain_timeout, 600);
 	assert_int_equal(c->first_message_wait, 1500);
 	assert_int_equal(c->head_timeout, 10);
+	assert_int_equal(c->worker_stall, 10);
 	assert_string_equal(c->listen_addr, "0.0.0.0");
 	assert_string_equal(c->log_format, "text");
 	assert_string_equal(c->log_level, "info");
@@ -445,6 +446,22 @@ test_invalid_gathered(void **state)
 	c = config_build(NULL, 0, NULL, 0, &e);
 	assert_null(c);
 	expect_error(&e, "environment PORT", "port");
+	unsetenv("PORT");
+	/* worker_stall: a heartbeat a second, so at least 2 s. */
+	setenv("NAIBER_WORKER_STALL", "1", 1);
+	c = config_build(NULL, 0, NULL, 0, &e);
+	assert_null(c);
+	expect_error(&e, "worker_stall", "2..600");
+	setenv("NAIBER_WORKER_STALL", "601", 1);
+	c = config_build(NULL, 0, NULL, 0, &e);
+	assert_null(c);
+	expect_error(&e, "worker_stall", "2..600");
+	setenv("NAIBER_WORKER_STALL", "2", 1);
+	c = config_build(NULL, 0, NULL, 0, &e);
+	assert_non_null(c);
+	assert_int_equal(c->worker_stall, 2);
+	config_free(c);
+	unsetenv("NAIBER_WORKER_STALL");
 }
 
 /* Errors say where the value came from: environment or flag. */

@@ -2,7 +2,9 @@
  * test_httphead.c - unit tests for common/httphead.c, the bounded HTTP
  * request head parser on http_parser.  Whole requests, bodies (plain
  * and chunked), byte-at-a-time feeding, keep-alive and pipelining,
- * upgrades, every limit (431, 414, 413) and malformed input.  Each test
+ * upgrades, every limit (431, 414, 413) and malformed input, the RFC
+ * 9112 strictness (CRLF only, no obs-fold, one chunked coding and no
+ * Content-Length with it, Expect: 100-continue or 417).  Each test
  * ends with hh_reset(), which frees the body, so LeakSanitizer sees
  * nothing left.
  */
@@ -55,6 +57,13 @@ static void	test_space_before_colon(void **);
 static void	test_nul_in_header(void **);
 static void	test_bad_target(void **);
 static void	test_reset_after_error(void **);
+static void	expect_why(const char *, int, const char *);
+static void	test_bare_lf(void **);
+static void	test_obs_fold(void **);
+static void	test_transfer_encoding(void **);
+static void	test_expect_continue(void **);
+static void	test_expect_other(void **);
+static void	test_lists_and_keys(void **);
 
 #define GET_REQ \
 	"GET /health HTTP/1.1\r\n" \
@@ -921,6 +930,256 @@ test_reset_after_error(void **state)
 		fail_msg("hh_reset after HH_ERROR:%s", msg);
 }
 
+/* Whole and bytewise: HH_ERROR, this status, this reason. */
+static void
+expect_why(const char *req, int status, const char *why)
+{
+	struct hhead	h;
+	size_t		used;
+	int		pass;
+
+	for (pass = 0; pass < 2; pass++) {
+		hh_init(&h);
+		if ((pass == 0 ? feed_all(&h, req, strlen(req), &used) :
+		    feed_bytes(&h, req, strlen(req), &used)) != HH_ERROR)
+			fail_msg("not rejected%s: \"%s\"", pass ?
+			    " bytewise" : "", req);
+		assert_int_equal(h.hh_status, status);
+		if (why != NULL && strcmp(h.hh_error, why) != 0)
+			fail_msg("\"%s\"%s: reason \"%s\", not \"%s\"", req,
+			    pass ? " bytewise" : "", h.hh_error, why);
+		hh_reset(&h);
+	}
+}
+
+/* RFC 9112 2.2: CRLF ends every line of the head; a bare LF is a 400. */
+static void
+test_bare_lf(void **state)
+{
+	struct hhead	h;
+
+	(void)state;
+	expect_why("GET / HTTP/1.1\nHost: x\r\n\r\n", 400, "bare LF");
+	expect_why("GET / HTTP/1.1\r\nHost: x\n\r\n", 400, "bare LF");
+	expect_why("GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n\n", 400,
+	    "bare LF");
+	expect_why("GET / HTTP/1.1\n\n", 400, "bare LF");
+	expect_why("\nGET / HTTP/1.1\r\n\r\n", 400, "bare LF");
+	expect_why("POST / HTTP/1.1\r\nContent-Length: 1\nX: y\r\n\r\nz",
+	    400, "bare LF");
+	/* A CR that no LF follows. */
+	expect_why("GET / HTTP/1.1\r\nA: x\ry\r\n\r\n", 400, "bare CR");
+	expect_why("GET / HTTP/1.1\rHost: x\r\n\r\n", 400, "bare CR");
+	/* Empty lines (CRLF) before the request line are still skipped. */
+	hh_init(&h);
+	assert_int_equal(feed_str(&h, "\r\n\r\nGET / HTTP/1.1\r\n\r\n"),
+	    HH_DONE);
+	hh_reset(&h);
+	/* A body may hold any bytes, LF included. */
+	hh_init(&h);
+	assert_int_equal(feed_str(&h, "POST / HTTP/1.1\r\nContent-Length: 4"
+	    "\r\n\r\na\nb\n"), HH_DONE);
+	assert_int_equal(h.hh_bodylen, 4);
+	hh_reset(&h);
+	/* And a pipelined request after a good one is scanned afresh. */
+	hh_init(&h);
+	assert_int_equal(feed_str(&h, "GET /a HTTP/1.1\r\n\r\n"), HH_DONE);
+	hh_reset(&h);
+	assert_int_equal(feed_str(&h, "GET /b HTTP/1.1\nA: b\r\n\r\n"),
+	    HH_ERROR);
+	assert_string_equal(h.hh_error, "bare LF");
+	hh_reset(&h);
+}
+
+/* RFC 9112 5.2 lets a server refuse obs-fold: it does, with a 400. */
+static void
+test_obs_fold(void **state)
+{
+	(void)state;
+	expect_why("GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", 400,
+	    "obs-fold (a folded header line)");
+	expect_why("GET / HTTP/1.1\r\nA: b\r\n\tc\r\n\r\n", 400,
+	    "obs-fold (a folded header line)");
+	expect_why("GET / HTTP/1.1\r\nA: b\r\nB: c\r\n   d\r\n\r\n", 400,
+	    "obs-fold (a folded header line)");
+	/* RFC 9112 2.2: whitespace between request line and first header. */
+	expect_why("GET / HTTP/1.1\r\n Host: x\r\n\r\n", 400,
+	    "whitespace before the first header");
+	/* Whitespace before the colon (RFC 9112 5.1). */
+	expect_why("GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400, NULL);
+	expect_why("POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n"
+	    "0\r\n\r\n", 400, NULL);
+}
+
+/* RFC 9112 6.1 and 6.3: one "chunked", in HTTP/1.1, alone. */
+static void
+test_transfer_encoding(void **state)
+{
+	static const char *const ok[] = {
+		"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+		    "3\r\nabc\r\n0\r\n\r\n",
+		"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked \r\n\r\n"
+		    "3\r\nabc\r\n0\r\n\r\n",
+	};
+	struct hhead	h;
+	size_t		i;
+
+	(void)state;
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		hh_init(&h);
+		assert_int_equal(feed_str(&h, ok[i]), HH_DONE);
+		assert_int_equal(h.hh_bodylen, 3);
+		assert_string_equal(h.hh_body, "abc");
+		hh_reset(&h);
+	}
+	/* Folded: refused as obs-fold before the coding is looked at. */
+	expect_why("POST / HTTP/1.1\r\nTransfer-Encoding:\r\n chunked\r\n\r\n"
+	    "0\r\n\r\n", 400, "obs-fold (a folded header line)");
+	expect_why("POST / HTTP/1.1\r\nTransfer-Encoding: gzip,\r\n chunked"
+	    "\r\n\r\n0\r\n\r\n", 400, "obs-fold (a folded header line)");
+	expect_why("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400,
+	    "Transfer-Encoding repeated");
+	expect_why("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, NULL);
+	/* With Content-Length, in either order. */
+	expect_why("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+	    "Content-Length: 5\r\n\r\n0\r\n\r\n", 400, NULL);
+	expect_why("POST / HTTP/1.1\r\nContent-Length: 5\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, NULL);
+	expect_why("POST / HTTP/1.1\r\nContent-Length: 0\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, NULL);
+	/* Codings other than chunked, lists, HTTP/1.0. */
+	expect_why("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n"
+	    "\r\n0\r\n\r\n", 400, "transfer coding other than chunked");
+	expect_why("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked"
+	    "\r\n\r\n0\r\n\r\n", 400, NULL);
+	expect_why("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+	    400, NULL);
+	expect_why("POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n",
+	    400, NULL);
+	expect_why("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
+	    "0\r\n\r\n", 400, "Transfer-Encoding in HTTP/1.0");
+}
+
+/* hh_expect_continue: HTTP/1.1, a body coming, 100-continue. */
+static void
+test_expect_continue(void **state)
+{
+	static const struct {
+		const char	*req;
+		int		 flag;
+	} cases[] = {
+		{ "POST / HTTP/1.1\r\nContent-Length: 3\r\n"
+		    "Expect: 100-continue\r\n\r\n", 1 },
+		{ "POST / HTTP/1.1\r\nExpect: 100-Continue \r\n"
+		    "Transfer-Encoding: chunked\r\n\r\n", 1 },
+		{ "POST / HTTP/1.1\r\nExpect: ,100-CONTINUE,\r\n"
+		    "Content-Length: 3\r\n\r\n", 1 },
+		/* no body: nothing to wait for */
+		{ "POST / HTTP/1.1\r\nContent-Length: 0\r\n"
+		    "Expect: 100-continue\r\n\r\n", 0 },
+		{ "GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", 0 },
+		/* RFC 9110 10.1.1: HTTP/1.0 ignores it */
+		{ "POST / HTTP/1.0\r\nContent-Length: 3\r\n"
+		    "Expect: 100-continue\r\n\r\n", 0 },
+		/* no expectation, or an empty one */
+		{ "POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n", 0 },
+		{ "POST / HTTP/1.1\r\nContent-Length: 3\r\nExpect:\r\n\r\n",
+		    0 },
+	};
+	struct hhead	h;
+	size_t		i, used;
+	enum hh_state	st;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		hh_init(&h);
+		st = feed_str(&h, cases[i].req);
+		if (st == HH_ERROR || !h.hh_headers_done ||
+		    h.hh_expect_continue != cases[i].flag)
+			fail_msg("#%zu: state %d status %d flag %d", i, st,
+			    h.hh_status, h.hh_expect_continue);
+		hh_reset(&h);
+		assert_int_equal(h.hh_expect_continue, 0);
+	}
+	/* Set with the head, before any body byte; the body then comes. */
+	hh_init(&h);
+	assert_int_equal(feed_bytes(&h, cases[0].req, strlen(cases[0].req),
+	    &used), HH_MORE);
+	assert_int_equal(h.hh_expect_continue, 1);
+	assert_int_equal(h.hh_headers_done, 1);
+	assert_int_equal(feed_str(&h, "abc"), HH_DONE);
+	assert_string_equal(h.hh_body, "abc");
+	hh_reset(&h);
+}
+
+/* RFC 9110 10.1.1: any other expectation may get a 417; it does. */
+static void
+test_expect_other(void **state)
+{
+	(void)state;
+	expect_why("POST / HTTP/1.1\r\nContent-Length: 3\r\n"
+	    "Expect: 100-continued\r\n\r\nabc", 417, "unknown expectation");
+	expect_why("POST / HTTP/1.1\r\nContent-Length: 3\r\n"
+	    "Expect: 100-continue, foo\r\n\r\nabc", 417, NULL);
+	expect_why("POST / HTTP/1.1\r\nContent-Length: 3\r\n"
+	    "Expect: 100-continue\r\nExpect: bar\r\n\r\nabc", 417, NULL);
+	expect_why("POST / HTTP/1.1\r\nContent-Length: 3\r\n"
+	    "Expect: 100-continue=1\r\n\r\nabc", 417, NULL);
+	expect_why("POST / HTTP/1.1\r\nContent-Length: 3\r\n"
+	    "Expect: 100-continue x\r\n\r\nabc", 417, NULL);
+	expect_why("GET / HTTP/1.1\r\nExpect: 200-ok\r\n\r\n", 417, NULL);
+	expect_why("GET / HTTP/1.0\r\nExpect: foo\r\n\r\n", 417, NULL);
+}
+
+/* hh_count, lists over repeated headers, trimmed values, the WS key. */
+static void
+test_lists_and_keys(void **state)
+{
+	static const char *const badkeys[] = {
+		"dGhlIHNhbXBsZSBub25jZQ=",		/* 23 */
+		"dGhlIHNhbXBsZSBub25jZQ===",		/* 25 */
+		"dGhlIHNhbXBsZSBub25jZQ",		/* no padding */
+		"dGhlIHNhbXBsZSBub25jZR==",		/* bits in the pad */
+		"dGhlIHNhbXBsZSBub25j-Q==",		/* base64url */
+		"dGhlIHNhbXBsZSBub25j_Q==",
+		"dGhlIHNhbXBsZSBub25jZQ=A",
+		"dGhlIHNhbXBsZSBub2 jZQ==",
+		"dGhlIHNhbXBsZSBub25jZXh4",		/* 18 bytes */
+		"",
+	};
+	struct hhead	h;
+	size_t		i;
+
+	(void)state;
+	hh_init(&h);
+	assert_int_equal(feed_str(&h, "GET / HTTP/1.1\r\n"
+	    "Upgrade: h2c\r\nConnection: keep-alive \r\n"
+	    "Upgrade: foo, WebSocket\r\nConnection: upgrade\r\n"
+	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==  \r\n\r\n"),
+	    HH_UPGRADE);
+	assert_int_equal(hh_count(&h, "upgrade"), 2);
+	assert_int_equal(hh_count(&h, "Connection"), 2);
+	assert_int_equal(hh_count(&h, "Host"), 0);
+	assert_true(hh_list_has_token(&h, "Upgrade", "websocket"));
+	assert_true(hh_list_has_token(&h, "connection", "Upgrade"));
+	assert_false(hh_list_has_token(&h, "Connection", "close"));
+	assert_false(hh_list_has_token(&h, "Host", "x"));
+	/* hh_get is the first; trailing whitespace is not kept. */
+	assert_string_equal(hh_get(&h, "Upgrade"), "h2c");
+	assert_string_equal(hh_get(&h, "Connection"), "keep-alive");
+	assert_true(hh_ws_key_ok(hh_get(&h, "Sec-WebSocket-Key")));
+	assert_int_equal(h.hh_minor, 1);
+	hh_reset(&h);
+	assert_true(hh_ws_key_ok("AAAAAAAAAAAAAAAAAAAAAA=="));
+	assert_true(hh_ws_key_ok("/+/+/+/+/+/+/+/+/+/+/w=="));
+	assert_false(hh_ws_key_ok(NULL));
+	for (i = 0; i < sizeof(badkeys) / sizeof(badkeys[0]); i++)
+		if (hh_ws_key_ok(badkeys[i]))
+			fail_msg("key \"%s\" taken", badkeys[i]);
+}
+
 int
 main(void)
 {
@@ -949,6 +1208,12 @@ main(void)
 		cmocka_unit_test(test_nul_in_header),
 		cmocka_unit_test(test_bad_target),
 		cmocka_unit_test(test_reset_after_error),
+		cmocka_unit_test(test_bare_lf),
+		cmocka_unit_test(test_obs_fold),
+		cmocka_unit_test(test_transfer_encoding),
+		cmocka_unit_test(test_expect_continue),
+		cmocka_unit_test(test_expect_other),
+		cmocka_unit_test(test_lists_and_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,9 +5,11 @@
  * free loopback port in a temporary directory (killed at the end, and
  * by PR_SET_PDEATHSIG if the test dies): the BullMQ layout the script
  * writes, dedup (ADDED then DUPLICATE, one job, no id gap), NOSCRIPT,
- * a script error (FAILED and spooled), corrupt spool files (*.bad),
+ * a script error (SPOOLED all the same), corrupt spool files (*.bad),
  * Redis stopped (timeout) or killed (SPOOLED), replay after a restart,
- * replay twice, a replay that stops when Redis does.
+ * replay twice, a replay that stops when Redis does; jobs held in
+ * memory: Redis and spool both failing (FAILED), the bound, retries to
+ * the spool and to Redis (added, duplicate, timeout), the exit flush.
  * Every wait runs the event loop under a deadline timer.
  */
 #include <stdarg.h>
@@ -60,6 +62,15 @@ struct rpl {
 	unsigned	left;
 };
 
+struct hres {
+	int		n;
+	int		in_call;
+	int		sync;
+	unsigned	to_redis;
+	unsigned	to_spool;
+	unsigned	left;
+};
+
 struct lv {
 	struct event_base	*base;
 	struct rds		*rds;
@@ -108,6 +119,14 @@ static void	test_live_timeout(void **);
 static void	test_live_killed_replay(void **);
 static void	test_live_replay_stops(void **);
 static void	test_live_replay_bound(void **);
+static void	held_cb(unsigned, unsigned, unsigned, void *);
+static void	held_retry(struct rds *, const char *, struct hres *);
+static void	bad_spool(const char *, char *, size_t);
+static void	test_held_unsaved(void **);
+static void	test_held_spool(void **);
+static void	test_held_bound_flush(void **);
+static void	test_live_held(void **);
+static void	test_live_held_timeout(void **);
 
 /* --- helpers -------------------------------------------------------- */
 
@@ -777,7 +796,7 @@ test_live_script_error(void **state)
 	struct job	j;
 	struct out	r;
 	struct rpl	p;
-	char		log[4096], buf[256];
+	char		log[4096], buf[256], path[PATH_MAX];
 	int		saved;
 
 	(void)state;
@@ -787,8 +806,10 @@ test_live_script_error(void **state)
 	cap_begin(&saved);
 	enqueue(&l, &j, &r);
 	cap_end(saved, log, sizeof(log));
-	assert_int_equal(r.o, JOB_FAILED);
-	assert_string_equal(r.id, "");
+	/* Spooled all the same: not FAILED, which means "nowhere". */
+	assert_int_equal(r.o, JOB_SPOOLED);
+	snprintf(path, sizeof(path), "%s/conv_err.job", l.spool);
+	assert_string_equal(r.id, path);
 	assert_non_null(strstr(log, "a bug"));
 	assert_non_null(strstr(log, "conv_err"));
 	assert_int_equal(count_suffix(l.spool, ".job"), 1);
@@ -797,7 +818,7 @@ test_live_script_error(void **state)
 	freeReplyObject(rds_sync("SET " Q "events x"));
 	mkjob(&j, "conv_err2", 1, "general", 1);
 	enqueue(&l, &j, &r);
-	assert_int_equal(r.o, JOB_FAILED);
+	assert_int_equal(r.o, JOB_SPOOLED);
 	assert_int_equal(rint_("EXISTS " Q "de:conv_err2"), 0);
 	assert_int_equal(count_suffix(l.spool, ".job"), 2);
 	/* Repaired: the replay adds both. */
@@ -1107,6 +1128,309 @@ test_live_replay_bound(void **state)
 	lv_close(&l);
 }
 
+/* --- held in memory ------------------------------------------------- */
+
+static void
+held_cb(unsigned to_redis, unsigned to_spool, unsigned left, void *arg)
+{
+	struct hres	*h = arg;
+
+	h->n++;
+	h->sync = h->in_call;
+	h->to_redis = to_redis;
+	h->to_spool = to_spool;
+	h->left = left;
+}
+
+/* One pass that ends before jobs_held_retry() returns (no Redis). */
+static void
+held_retry(struct rds *r, const char *spool, struct hres *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->in_call = 1;
+	assert_int_equal(jobs_held_retry(r, JOBS_PREFIX, spool, held_cb, h),
+	    0);
+	h->in_call = 0;
+	assert_int_equal(h->n, 1);
+	assert_true(h->sync);
+}
+
+/* A spool path under a regular file: ENOTDIR, even for root. */
+static void
+bad_spool(const char *dir, char *out, size_t size)
+{
+	write_file(dir, "file", "");
+	snprintf(out, size, "%s/file/spool", dir);
+}
+
+/* Redis gone and the spool unwritable: FAILED, and nothing on disk. */
+static void
+test_held_unsaved(void **state)
+{
+	struct job	j;
+	struct out	r;
+	char		dir[200], bad[300], log[4096];
+	int		saved;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/unsaved.XXXXXX", srv.dir);
+	assert_non_null(mkdtemp(dir));
+	bad_spool(dir, bad, sizeof(bad));
+	mkjob(&j, "conv_nowhere", 1, "general", 1);
+	memset(&r, 0, sizeof(r));
+	cap_begin(&saved);
+	assert_int_equal(jobs_enqueue(NULL, JOBS_PREFIX, bad, &j, out_cb, &r),
+	    0);
+	cap_end(saved, log, sizeof(log));
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.o, JOB_FAILED);
+	assert_string_equal(r.id, "");
+	assert_non_null(strstr(log, "conv_nowhere: Redis did not take it "
+	    "(not connected) and the spool failed: not saved"));
+	assert_non_null(strstr(log, "Not a directory"));
+	assert_int_equal(count_suffix(dir, ""), 1);	/* "file" only */
+	rm_tree(dir);
+}
+
+/*
+ * Held while the spool fails (said once, not on every pass), then
+ * spooled oldest first once it works; the files are what the replay
+ * reads, with the pass's prefix.
+ */
+static void
+test_held_spool(void **state)
+{
+	struct hres	h;
+	struct job	j;
+	char		dir[200], bad[300], good[300];
+	char		log[8192], path[PATH_MAX], buf[1024], want[1024], *data;
+	int		saved, i;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/held.XXXXXX", srv.dir);
+	assert_non_null(mkdtemp(dir));
+	bad_spool(dir, bad, sizeof(bad));
+	snprintf(good, sizeof(good), "%s/spool", dir);
+	assert_int_equal(jobs_held(), 0);
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(jobs_held_retry(NULL, JOBS_PREFIX, good, held_cb,
+	    &h), -1);				/* nothing held */
+	assert_int_equal(h.n, 0);
+	cap_begin(&saved);
+	for (i = 0; i < 3; i++) {
+		snprintf(buf, sizeof(buf), "conv_held%d", i);
+		mkjob(&j, buf, i & 1, i == 2 ? "health_check" : "general",
+		    1764000000000ULL + (uint64_t)i);
+		assert_int_equal(jobs_hold(&j), 0);
+	}
+	assert_int_equal(jobs_held(), 3);
+	held_retry(NULL, bad, &h);
+	assert_int_equal(h.to_redis, 0);
+	assert_int_equal(h.to_spool, 0);
+	assert_int_equal(h.left, 3);
+	held_retry(NULL, bad, &h);
+	assert_int_equal(h.left, 3);
+	cap_end(saved, log, sizeof(log));
+	assert_non_null(strstr(log, "conv_held0: neither Redis nor the spool "
+	    "took it: held in memory (1 held)"));
+	assert_non_null(strstr(log, "conv_held2: neither Redis nor the spool "
+	    "took it: held in memory (3 held)"));
+	assert_non_null(strstr(log, "3 post-call jobs held in memory: the "
+	    "spool"));
+	assert_non_null(strstr(log, "still fails (Not a directory)"));
+	assert_null(strstr(strstr(log, "still fails") + 1, "still fails"));
+	assert_int_equal(jobs_held(), 3);
+
+	cap_begin(&saved);
+	held_retry(NULL, good, &h);
+	cap_end(saved, log, sizeof(log));
+	assert_int_equal(h.to_redis, 0);
+	assert_int_equal(h.to_spool, 3);
+	assert_int_equal(h.left, 0);
+	assert_int_equal(jobs_held(), 0);
+	assert_int_equal(count_suffix(good, ".job"), 3);
+	assert_int_equal(count_suffix(good, ""), 3);
+	assert_true(strstr(log, "conv_held0: held job spooled") <
+	    strstr(log, "conv_held1: held job spooled"));
+	for (i = 0; i < 3; i++) {
+		snprintf(buf, sizeof(buf), "conv_held%d", i);
+		mkjob(&j, buf, i & 1, i == 2 ? "health_check" : "general",
+		    1764000000000ULL + (uint64_t)i);
+		data = job_data_json(&j);
+		snprintf(want, sizeof(want), "{\"prefix\":\"bull\",\"data\":"
+		    "%s}\n", data);
+		free(data);
+		snprintf(path, sizeof(path), "%s/conv_held%d.job", good, i);
+		assert_true(read_file(path, buf, sizeof(buf)) > 0);
+		assert_string_equal(buf, want);
+	}
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(jobs_held_retry(NULL, JOBS_PREFIX, good, held_cb,
+	    &h), -1);
+	assert_int_equal(h.n, 0);
+	rm_tree(dir);
+}
+
+/*
+ * At most JOBS_HOLD_MAX: the next one is refused and logged at error
+ * level with its data.  At exit, what cannot be spooled is logged the
+ * same way; what can be is spooled.
+ */
+static void
+test_held_bound_flush(void **state)
+{
+	struct job	j;
+	char		dir[200], bad[300], good[300];
+	char		cid[32], *log, *data, *p;
+	size_t		logsz = 1 << 20;
+	int		saved, i, n;
+
+	(void)state;
+	assert_non_null(log = malloc(logsz));
+	snprintf(dir, sizeof(dir), "%s/bound.XXXXXX", srv.dir);
+	assert_non_null(mkdtemp(dir));
+	bad_spool(dir, bad, sizeof(bad));
+	snprintf(good, sizeof(good), "%s/spool", dir);
+	cap_begin(&saved);
+	for (i = 0; i < JOBS_HOLD_MAX; i++) {
+		snprintf(cid, sizeof(cid), "conv_b%04d", i);
+		mkjob(&j, cid, 1, "general", (uint64_t)i);
+		assert_int_equal(jobs_hold(&j), 0);
+	}
+	mkjob(&j, "conv_over", 0, "health_check", 7);
+	assert_int_equal(jobs_hold(&j), -1);
+	mkjob(&j, "bad\n", 0, "general", 7);
+	assert_int_equal(jobs_hold(&j), -1);
+	cap_end(saved, log, logsz);
+	assert_int_equal(jobs_held(), JOBS_HOLD_MAX);
+	mkjob(&j, "conv_over", 0, "health_check", 7);
+	data = job_data_json(&j);
+	assert_non_null(p = strstr(log, "error: jobs: conversation conv_over: "
+	    "LOST: as many jobs as can be are held in memory already; its "
+	    "data: "));
+	assert_non_null(strstr(p, data));
+	free(data);
+
+	/* Exit, the spool unwritable: every one logged with its data. */
+	cap_begin(&saved);
+	assert_int_equal(jobs_held_flush(JOBS_PREFIX, bad), JOBS_HOLD_MAX);
+	cap_end(saved, log, logsz);
+	assert_int_equal(jobs_held(), 0);
+	for (n = 0, p = log; (p = strstr(p, "LOST at exit")) != NULL; p++)
+		n++;
+	assert_int_equal(n, JOBS_HOLD_MAX);
+	assert_non_null(strstr(log, "conv_b0999: LOST at exit: neither Redis "
+	    "nor the spool took it; its data: {\"conversationId\":"
+	    "\"conv_b0999\""));
+
+	/* Exit, the spool writable: spooled, nothing lost. */
+	mkjob(&j, "conv_exit1", 1, "general", 1);
+	assert_int_equal(jobs_hold(&j), 0);
+	mkjob(&j, "conv_exit2", 1, "general", 2);
+	assert_int_equal(jobs_hold(&j), 0);
+	assert_int_equal(jobs_held_flush(JOBS_PREFIX, good), 0);
+	assert_int_equal(jobs_held(), 0);
+	assert_int_equal(count_suffix(good, ".job"), 2);
+	free(log);
+	rm_tree(dir);
+}
+
+/*
+ * Redis there: held jobs go to it one at a time, oldest first, never
+ * from inside jobs_held_retry(); one already queued is a duplicate and
+ * leaves the queue too.  No second pass while one is under way.
+ */
+static void
+test_live_held(void **state)
+{
+	struct lv	 l;
+	struct job	 j;
+	struct out	 r;
+	struct hres	 h, h2;
+	char		 buf[256], *data;
+
+	(void)state;
+	lv_open(&l, 2000);
+	mkjob(&j, "conv_h1", 1, "general", 1);
+	enqueue(&l, &j, &r);
+	assert_int_equal(r.o, JOB_ADDED);
+	assert_int_equal(jobs_hold(&j), 0);
+	mkjob(&j, "conv_h2", 0, "health_check", 2);
+	assert_int_equal(jobs_hold(&j), 0);
+	mkjob(&j, "conv_h3", 1, "general", 3);
+	assert_int_equal(jobs_hold(&j), 0);
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(jobs_held_retry(l.rds, JOBS_PREFIX, l.spool, held_cb,
+	    &h), 0);
+	assert_int_equal(h.n, 0);
+	memset(&h2, 0, sizeof(h2));
+	assert_int_equal(jobs_held_retry(l.rds, JOBS_PREFIX, l.spool, held_cb,
+	    &h2), -1);
+	assert_true(tl_wait_until(l.base, &h.n, 1, 5000));
+	assert_int_equal(h.n, 1);
+	assert_int_equal(h2.n, 0);
+	assert_int_equal(h.to_redis, 3);
+	assert_int_equal(h.to_spool, 0);
+	assert_int_equal(h.left, 0);
+	assert_int_equal(jobs_held(), 0);
+	assert_int_equal(rint_("GET " Q "id"), 3);
+	assert_int_equal(rstr(buf, sizeof(buf), "HGET " Q "2 data"), 1);
+	mkjob(&j, "conv_h2", 0, "health_check", 2);
+	data = job_data_json(&j);
+	assert_string_equal(buf, data);
+	free(data);
+	assert_int_equal(rstr(buf, sizeof(buf), "HGET " Q "3 data"), 1);
+	assert_non_null(strstr(buf, "conv_h3"));
+	assert_int_equal(count_suffix(l.spool, ""), 0);
+	lv_close(&l);
+}
+
+/*
+ * Redis hung: the first held job times out, the pass turns to the
+ * spool and spools all of them; the script that ran late and the
+ * replay make one job each.
+ */
+static void
+test_live_held_timeout(void **state)
+{
+	struct lv	l;
+	struct job	j;
+	struct hres	h;
+	struct rpl	p;
+	int		i;
+
+	(void)state;
+	lv_open(&l, 300);
+	mkjob(&j, "conv_ht1", 1, "general", 1);
+	assert_int_equal(jobs_hold(&j), 0);
+	mkjob(&j, "conv_ht2", 1, "general", 2);
+	assert_int_equal(jobs_hold(&j), 0);
+	kill(srv.pid, SIGSTOP);
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(jobs_held_retry(l.rds, JOBS_PREFIX, l.spool, held_cb,
+	    &h), 0);
+	assert_true(tl_wait_until(l.base, &h.n, 1, 5000));
+	kill(srv.pid, SIGCONT);
+	assert_int_equal(h.to_redis, 0);
+	assert_int_equal(h.to_spool, 2);
+	assert_int_equal(h.left, 0);
+	assert_int_equal(jobs_held(), 0);
+	assert_int_equal(count_suffix(l.spool, ".job"), 2);
+	for (i = 0; i < 40 && rint_("EXISTS " Q "1") != 1; i++)
+		usleep(50 * 1000);
+	for (i = 0; i < 40 && !rds_connected(l.rds); i++) {
+		struct timeval tv = { 0, 100000 };
+		event_base_loopexit(l.base, &tv);
+		event_base_dispatch(l.base);
+	}
+	replay(&l, &p);
+	assert_int_equal(p.done, 2);
+	assert_int_equal(p.left, 0);
+	assert_int_equal(count_suffix(l.spool, ""), 0);
+	assert_int_equal(rint_("GET " Q "id"), 2);
+	lv_close(&l);
+}
+
 int
 main(void)
 {
@@ -1126,6 +1450,11 @@ main(void)
 		cmocka_unit_test(test_live_killed_replay),
 		cmocka_unit_test(test_live_replay_stops),
 		cmocka_unit_test(test_live_replay_bound),
+		cmocka_unit_test(test_held_unsaved),
+		cmocka_unit_test(test_held_spool),
+		cmocka_unit_test(test_held_bound_flush),
+		cmocka_unit_test(test_live_held),
+		cmocka_unit_test(test_live_held_timeout),
 	};
 	int	rc;
 

@@ -28,9 +28,10 @@ static int	detached;
 static unsigned	busy;
 static int	handoff_rc;
 
+static const char *last_extra;
 void conn_respond(struct conn *c, int code, const char *t, const char *b,
-    size_t l, const char *x) { (void)c, (void)t, (void)b, (void)l, (void)x;
-	last_status = code; }
+    size_t l, const char *x) { (void)c, (void)t, (void)b, (void)l;
+	last_status = code; last_extra = x; }
 void conn_respond_json_error(struct conn *c, int code, const char *m)
 { (void)c, (void)m; last_status = code; }
 void conn_detach(struct conn *c) { (void)c; detached = 1; }
@@ -216,11 +217,11 @@ test_stream_refusals(void **state)
 	/* Plain GET without upgrade. */
 	dispatch("GET /outbound-media-stream HTTP/1.1\r\n\r\n");
 	assert_int_equal(last_status, 426);
-	/* Wrong WebSocket version / missing key. */
+	/* Wrong WebSocket version (RFC 6455 4.4: 426) / missing key. */
 	dispatch("GET /outbound-media-stream HTTP/1.1\r\nUpgrade: websocket\r\n"
 	    "Connection: Upgrade\r\nSec-WebSocket-Version: 8\r\n"
 	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" GOODSIG "\r\n");
-	assert_int_equal(last_status, 400);
+	assert_int_equal(last_status, 426);
 	dispatch("GET /outbound-media-stream HTTP/1.1\r\nUpgrade: websocket\r\n"
 	    "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
 	    GOODSIG "\r\n");
@@ -243,6 +244,69 @@ test_stream_refusals(void **state)
 	assert_int_equal(last_status, 503);
 }
 
+/* RFC 6455 4.2.1 and 4.4, one deviation at a time from UPG(GOODSIG). */
+static void
+test_ws_handshake(void **state)
+{
+	static const struct {
+		const char	*req;
+		int		 status;
+	} cases[] = {
+		{ "GET /outbound-media-stream HTTP/1.0\r\nUpgrade: websocket\r\n"
+		    "Connection: Upgrade\r\n"
+		    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		    "Sec-WebSocket-Version: 13\r\n" GOODSIG "\r\n", 400 },
+		{ "GET /outbound-media-stream HTTP/1.1\r\nUpgrade: websocket\r\n"
+		    "Connection: Upgrade\r\n"
+		    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		    "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n"
+		    "Sec-WebSocket-Version: 13\r\n" GOODSIG "\r\n", 400 },
+		{ "GET /outbound-media-stream HTTP/1.1\r\nUpgrade: websocket\r\n"
+		    "Connection: Upgrade\r\n"
+		    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZ!==\r\n"
+		    "Sec-WebSocket-Version: 13\r\n" GOODSIG "\r\n", 400 },
+		{ "GET /outbound-media-stream HTTP/1.1\r\nUpgrade: websocket\r\n"
+		    "Connection: Upgrade\r\n"
+		    "Sec-WebSocket-Key: 0123456789abcdefghijklmn\r\n"
+		    "Sec-WebSocket-Version: 13\r\n" GOODSIG "\r\n", 400 },
+		{ "GET /outbound-media-stream HTTP/1.1\r\nUpgrade: h2c\r\n"
+		    "Connection: Upgrade\r\n"
+		    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		    "Sec-WebSocket-Version: 13\r\n" GOODSIG "\r\n", 400 },
+		{ "GET /outbound-media-stream HTTP/1.1\r\nUpgrade: websocket\r\n"
+		    "Connection: Upgrade\r\n"
+		    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		    "Sec-WebSocket-Version: 13\r\n"
+		    "Sec-WebSocket-Version: 13\r\n" GOODSIG "\r\n", 426 },
+		{ "GET /outbound-media-stream HTTP/1.1\r\nUpgrade: websocket\r\n"
+		    "Connection: Upgrade\r\n"
+		    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		    GOODSIG "\r\n", 426 },
+		/* Repeated Upgrade and Connection make one list each. */
+		{ "GET /outbound-media-stream HTTP/1.1\r\nUpgrade: h2c\r\n"
+		    "Connection: keep-alive\r\nUpgrade: WebSocket\r\n"
+		    "Connection: upgrade\r\n"
+		    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		    "Sec-WebSocket-Version: 13\r\n" GOODSIG "\r\n", 0 },
+	};
+	size_t	i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		last_status = handed_off = 0;
+		last_extra = NULL;
+		dispatch(cases[i].req);
+		if (last_status != cases[i].status ||
+		    handed_off != (cases[i].status == 0))
+			fail_msg("#%zu: status %d (want %d), handed off %d", i,
+			    last_status, cases[i].status, handed_off);
+		if (cases[i].status == 426 && (last_extra == NULL ||
+		    strstr(last_extra, "Sec-WebSocket-Version: 13\r\n") ==
+		    NULL))
+			fail_msg("#%zu: 426 without Sec-WebSocket-Version", i);
+	}
+}
+
 int
 main(void)
 {
@@ -252,6 +316,7 @@ main(void)
 		cmocka_unit_test_setup(test_api_routes, setup),
 		cmocka_unit_test_setup(test_stream_upgrade, setup),
 		cmocka_unit_test_setup(test_stream_refusals, setup),
+		cmocka_unit_test_setup(test_ws_handshake, setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

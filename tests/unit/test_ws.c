@@ -5,7 +5,8 @@
  * plays the client on the other end with its own frame encoder and
  * decoder (written from RFC 6455, not from ws.c): bursts, frames split
  * at every byte, ping/pong, fragments, UTF-8 through wslay, protocol
- * errors, the close handshake, ws_send_text's framing, output
+ * errors (a close with the RFC's code, never a bare drop), the close
+ * handshake, ws_send_text's framing, output
  * backpressure up to WS_OUT_MAX, EOF, and a message larger than the
  * input buffer.  Runs under ASan and UBSan.
  */
@@ -76,6 +77,7 @@ static void	test_fragmented(void **);
 static void	test_utf8(void **);
 static void	test_bad_utf8(void **);
 static void	test_unmasked(void **);
+static void	test_bad_control(void **);
 static void	test_close(void **);
 static void	test_send_lengths(void **);
 static void	test_backpressure(void **);
@@ -513,6 +515,65 @@ test_unmasked(void **state)
 	expect_done(t);
 }
 
+/*
+ * (f2) RFC 6455 5.5 and 5.2, which wslay alone fails without a close
+ * frame: a ping of 126 bytes, a ping with FIN clear, a pong of 200, a
+ * close of 126, a length in a longer form than needed.  Each: the
+ * frames before are delivered, then a close 1002 and nothing more.
+ */
+static void
+test_bad_control(void **state)
+{
+	static const uint8_t	 longer[] = { 0x81, 0x80 | 126, 0, 5,
+	    0, 0, 0, 0, 'h', 'e', 'l', 'l', 'o' };
+	struct t		*t = *state;
+	uint8_t			 wire[512], pl[200];
+	size_t			 off, i, k;
+	struct frame		 f;
+
+	memset(pl, 'p', sizeof(pl));
+	for (k = 0; k < 5; k++) {
+		off = enc(wire, 1, 1, 1, "before", 6);
+		switch (k) {
+		case 0:
+			off += enc(wire + off, 1, 9, 1, pl, 126);
+			break;
+		case 1:
+			off += enc(wire + off, 0, 9, 1, "frag", 4);
+			break;
+		case 2:
+			off += enc(wire + off, 1, 10, 1, pl, 200);
+			break;
+		case 3:
+			off += enc(wire + off, 1, 8, 1, pl, 126);
+			break;
+		default:
+			memcpy(wire + off, longer, sizeof(longer));
+			off += sizeof(longer);
+			break;
+		}
+		off += enc(wire + off, 1, 1, 1, "never", 5);
+		peer_write(t, wire, off);
+		expect_close(t, 1002);
+		assert_int_equal(t->t_ngot, 1);
+		assert_memory_equal(t->t_got[0].g_p, "before", 6);
+		expect_done(t);
+		assert_false(next_frame(t, &f));
+		/* A fresh connection for the next case. */
+		teardown(state);
+		assert_int_equal(setup(state), 0);
+		t = *state;
+	}
+	/* Split at every byte, the close still comes. */
+	off = enc(wire, 0, 9, 1, "frag", 4);
+	for (i = 0; i < off; i++) {
+		peer_write(t, wire + i, 1);
+		spin(t, 1);
+	}
+	expect_close(t, 1002);
+	expect_done(t);
+}
+
 /* (g) The peer closes: on_close(code), the close echoed, on_done. */
 static void
 test_close(void **state)
@@ -684,6 +745,7 @@ main(void)
 		T(test_utf8),
 		T(test_bad_utf8),
 		T(test_unmasked),
+		T(test_bad_control),
 		T(test_close),
 		T(test_send_lengths),
 		T(test_backpressure),
