@@ -37,7 +37,7 @@ itest('memory below the floor closes admission: 503 + Retry-After before any dia
 	assert.equal(j.reason, 'memory');
 	assert.equal(j.retryAfter, 30);
 	assert.equal(tw.creates().length, before, 'nothing dialled');
-	assert.match(d.log, /POST \/call refused: no headroom \(memory\)/);
+	await d.waitLog(/POST \/call refused: no headroom \(memory\)/, 3000);
 	const rd = await d.http('GET', '/ready');
 	assert.equal(rd.status, 503);
 	assert.equal(rd.headers['retry-after'], '30');

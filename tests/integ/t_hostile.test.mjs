@@ -76,8 +76,8 @@ itest('slow-body flood past the connection cap: /health and a signed webhook kee
 	    `503 ${flood.answered[503]}; shed ${shed}, too slow ${slow}; worst /health + /twiml round ${worst} ms`);
 	assert.ok(shed > 0, 'connections shed at the cap');
 	assert.ok(slow > 0, 'trickling requests cut by request_min_rate');
-	assert.match(d.log, /connections open \(the cap\): closing the oldest unanswered ones/);
-	assert.match(d.log, /request too slow: \d+ bytes in \d+\.\d s \(request_min_rate 1024\)/);
+	await d.waitLog(/connections open \(the cap\): closing the oldest unanswered ones/, 3000);
+	await d.waitLog(/request too slow: \d+ bytes in \d+\.\d s \(request_min_rate 1024\)/, 3000);
 	assert.equal((await http(d.port, 'GET', '/health', { timeoutMs: 2000 })).status, 200, 'alive after');
 });
 
