@@ -150,7 +150,8 @@ $(B)/test/test_channel: tests/unit/test_channel.c common/channel.c common/util.c
 $(B)/test/test_config: tests/unit/test_config.c common/config.c \
 	common/redisurl.c common/util.c
 $(B)/test/test_httphead: tests/unit/test_httphead.c common/httphead.c
-$(B)/test/test_twilio_sig: tests/unit/test_twilio_sig.c common/twilio.c
+$(B)/test/test_twilio_sig: tests/unit/test_twilio_sig.c common/twilio.c \
+	common/util.c
 $(B)/test/test_twilio_event: tests/unit/test_twilio_event.c \
 	worker/twilio_event.c common/jscan.c common/util.c
 $(B)/test/test_util: tests/unit/test_util.c common/util.c

@@ -562,3 +562,19 @@ nc_done(struct nc *n, struct bufferevent *bev)
 	free(n);
 	cb(bev, bev != NULL ? NULL : err, arg);
 }
+
+/* Why a connected bufferevent failed: TLS, eof_text, or the socket. */
+void
+bev_error_str(struct bufferevent *bev, short what, const char *eof_text,
+    char *buf, size_t len)
+{
+	unsigned long	e;
+
+	if ((e = bufferevent_get_openssl_error(bev)) != 0)
+		snprintf(buf, len, "TLS: %s", ERR_reason_error_string(e));
+	else if (what & BEV_EVENT_EOF)
+		snprintf(buf, len, "%s", eof_text);
+	else
+		snprintf(buf, len, "%s",
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}

@@ -49,5 +49,7 @@ typedef void	(*nc_cb)(struct bufferevent *, const char *err, void *arg);
 struct nc	*nc_connect(struct event_base *, const char *, int, int,
 		    SSL_CTX *, long, nc_cb, void *);
 void		 nc_cancel(struct nc *);
+void		 bev_error_str(struct bufferevent *, short, const char *,
+		    char *, size_t);
 
 #endif

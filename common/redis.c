@@ -517,17 +517,9 @@ static void
 rds_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct rds	*r = arg;
-	unsigned long	 e;
 	char		 why[200];
 
-	if ((e = bufferevent_get_openssl_error(bev)) != 0)
-		snprintf(why, sizeof(why), "TLS: %s",
-		    ERR_reason_error_string(e));
-	else if (what & BEV_EVENT_EOF)
-		snprintf(why, sizeof(why), "closed by the server");
-	else
-		snprintf(why, sizeof(why), "%s",
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	bev_error_str(bev, what, "closed by the server", why, sizeof(why));
 	rds_down(r, LL_WARN, why);
 }
 

@@ -24,7 +24,6 @@ static int	url_hostport(const char *, size_t, struct rds_url *);
 static int	url_host(const char *, size_t, struct rds_url *);
 static int	url_number(const char *, size_t, long, long *);
 static int	url_pct_decode(const char *, size_t, char *, size_t);
-static int	hexval(int);
 
 /* --- REDIS_URL ------------------------------------------------------ */
 
@@ -315,8 +314,8 @@ url_pct_decode(const char *p, size_t n, char *out, size_t outsz)
 		if (c == '%') {
 			if (i + 2 >= n)
 				return -1;
-			if ((hi = hexval(p[i + 1])) == -1 ||
-			    (lo = hexval(p[i + 2])) == -1)
+			if ((hi = hex_digit(p[i + 1])) == -1 ||
+			    (lo = hex_digit(p[i + 2])) == -1)
 				return -1;
 			c = hi * 16 + lo;
 			i += 2;
@@ -329,14 +328,3 @@ url_pct_decode(const char *p, size_t n, char *out, size_t outsz)
 	return 0;
 }
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}

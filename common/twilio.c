@@ -21,6 +21,7 @@
 #include <openssl/params.h>
 
 #include "twilio.h"
+#include "util.h"
 
 #define TW_URLMAX	4096	/* longest URL checked */
 #define TW_MAXPARAMS	256	/* most params, form pairs, query pairs */
@@ -108,7 +109,6 @@ static void	tb_init(struct tw_buf *, char *, size_t);
 static void	tb_add(struct tw_buf *, const void *, size_t);
 static void	tb_addc(struct tw_buf *, int);
 static void	tb_pct(struct tw_buf *, unsigned char);
-static int	hexval(int);
 static size_t	utf8_dec(const unsigned char *, size_t, uint32_t *);
 static int	utf8_valid(const char *, size_t);
 static void	utf8_fix(struct tw_buf *, const unsigned char *, size_t);
@@ -208,17 +208,6 @@ tb_pct(struct tw_buf *b, unsigned char c)
  * Characters.
  */
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* Strict UTF-8: returns the sequence length, 0 if invalid. */
 static size_t
@@ -704,10 +693,10 @@ tw_url_host(struct tw_ctx *c, struct tw_buf *b, const char *s, size_t n)
 		return -1;
 	for (i = 0; i < n; i++) {
 		ch = (unsigned char)s[i];
-		if (ch == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 &&
-		    hexval(s[i + 2]) >= 0) {
-			ch = (unsigned char)(hexval(s[i + 1]) << 4 |
-			    hexval(s[i + 2]));
+		if (ch == '%' && i + 2 < n && hex_digit(s[i + 1]) >= 0 &&
+		    hex_digit(s[i + 2]) >= 0) {
+			ch = (unsigned char)(hex_digit(s[i + 1]) << 4 |
+			    hex_digit(s[i + 2]));
 			i += 2;
 		}
 		if (ch >= 'A' && ch <= 'Z')
@@ -760,7 +749,7 @@ tw_ipv4_num(const char *s, size_t n, uint64_t *v)
 	else if (n >= 2 && s[0] == '0')
 		radix = 8, s++, n--;
 	for (; n > 0; s++, n--) {
-		d = hexval(*s);
+		d = hex_digit(*s);
 		if (d < 0 || (unsigned)d >= radix)
 			return -1;
 		if (*v <= UINT32_MAX)
@@ -1003,10 +992,10 @@ tw_qs_decode(struct tw_ctx *c, struct tw_buf *b, const char *s, size_t n)
 	for (i = 0; i < n; i++) {
 		if (s[i] == '+')
 			t[k++] = ' ';
-		else if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 &&
-		    hexval(s[i + 2]) >= 0) {
-			t[k++] = (unsigned char)(hexval(s[i + 1]) << 4 |
-			    hexval(s[i + 2]));
+		else if (s[i] == '%' && i + 2 < n && hex_digit(s[i + 1]) >= 0 &&
+		    hex_digit(s[i + 2]) >= 0) {
+			t[k++] = (unsigned char)(hex_digit(s[i + 1]) << 4 |
+			    hex_digit(s[i + 2]));
 			i += 2;
 		} else
 			t[k++] = (unsigned char)s[i];
@@ -1290,8 +1279,8 @@ tw_form_decode(char *buf, size_t from, size_t to, size_t *w)
 		if (ch == '+')
 			ch = ' ';
 		else if (ch == '%') {
-			if (to - i < 3 || (hi = hexval(buf[i + 1])) < 0 ||
-			    (lo = hexval(buf[i + 2])) < 0 || (hi | lo) == 0)
+			if (to - i < 3 || (hi = hex_digit(buf[i + 1])) < 0 ||
+			    (lo = hex_digit(buf[i + 2])) < 0 || (hi | lo) == 0)
 				return -1;
 			ch = (char)(hi << 4 | lo);
 			i += 2;

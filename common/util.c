@@ -362,3 +362,16 @@ child_scrub(int fd, int at)
 	closefrom(at + 1);
 	return fcntl(at, F_SETFD, FD_CLOEXEC) == -1 ? -1 : 0;
 }
+
+/* The value of one hexadecimal digit, or -1. */
+int
+hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}

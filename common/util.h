@@ -17,6 +17,7 @@ void		iso8601_ms(uint64_t, char [32]);
 
 size_t		strlcpy_n(char *, const char *, size_t);
 int		ct_streq(const char *, const char *);
+int		hex_digit(int);
 
 /* Standard alphabet with padding. */
 size_t		b64_enc_len(size_t);

@@ -1154,17 +1154,10 @@ static void
 ws_bev_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct ws	*ws = arg;
-	unsigned long	 e;
 	char		 why[200];
 
-	if ((e = bufferevent_get_openssl_error(bev)) != 0)
-		snprintf(why, sizeof(why), "TLS: %s",
-		    ERR_reason_error_string(e));
-	else if (what & BEV_EVENT_EOF)
-		snprintf(why, sizeof(why), "connection closed by peer");
-	else
-		snprintf(why, sizeof(why), "%s",
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	bev_error_str(bev, what, "connection closed by peer", why,
+	    sizeof(why));
 	ws_client_fail(ws, why);
 }
 

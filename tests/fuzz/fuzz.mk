@@ -66,7 +66,8 @@ $(FUZZ_B)/fuzz_audio: $(FUZZ_D)/fuzz_audio.c common/util.c \
 	worker/transcode.c
 $(FUZZ_B)/fuzz_audio: FUZZ_LIBS = -lm
 $(FUZZ_B)/fuzz_prompt: $(FUZZ_D)/fuzz_prompt.c common/prompt.c
-$(FUZZ_B)/fuzz_twilio_sig: $(FUZZ_D)/fuzz_twilio_sig.c common/twilio.c
+$(FUZZ_B)/fuzz_twilio_sig: $(FUZZ_D)/fuzz_twilio_sig.c common/twilio.c \
+	common/util.c
 $(FUZZ_B)/fuzz_twilio_sig: FUZZ_LIBS = $(FUZZ_CRYPTO)
 # tls.c only for the client context that client mode names.
 $(FUZZ_B)/fuzz_ws: $(FUZZ_D)/fuzz_ws.c worker/ws.c common/util.c \
