@@ -263,8 +263,9 @@ async function seedPerson(pg) {
  * marks after their audio has "played".
  */
 function openMediaStream(d, callSid, streamUrl, customParameters) {
+	// Twilio connects to the URL the TwiML gave (the call's own) and signs it.
 	const s = twilioStream(d.port, { callSid, token: AUTH_TOKEN, streamUrl, customParameters,
-	    accountSid: ACCOUNT_SID });
+	    accountSid: ACCOUNT_SID, path: new URL(streamUrl).pathname });
 	Object.assign(s, { seq: 1, chunk: 0, mediaMsgs: 0, mediaBufs: [], mediaBytes: 0, marks: [],
 	    clears: [], echoes: [], callerSent: [], markEchoDelayMs: 0, closedT: null });
 	s.closed.then(() => { s.closedT = Date.now(); });
@@ -459,7 +460,8 @@ async function theCall({ userId }) {
 	const s = openMediaStream(d, callSid, streamEl.attrs.url, params);
 	st.stream = s;
 	await withTimeout(s.opened, 5000, 'the WebSocket upgrade');
-	detail('Twilio', `GET /outbound-media-stream  Upgrade: websocket  X-Twilio-Signature (over ${STREAM_URL}) → 101`);
+	detail('Twilio', `GET ${new URL(streamEl.attrs.url).pathname}  Upgrade: websocket  ` +
+	    'X-Twilio-Signature (over that URL: this call\'s own) → 101');
 	await showLog(d, /worker \d+ accepted stream/, { since });
 	await s.sendConnected();
 	await s.start();
