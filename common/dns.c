@@ -10,6 +10,9 @@
  * One resolver per process: the supervisor makes it at start, a worker
  * after its fork (the inherited one belongs to the supervisor's loop
  * and is left alone).  Numeric hosts are answered without a query.
+ * Answers are kept DNS_CACHE_SECS (evdns keeps none), so a worker that
+ * looked its peers up while idle (dns_prefetch_url()) does not wait
+ * for the resolver when its call comes.
  */
 #include <sys/socket.h>
 
@@ -19,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/dns.h>
 #include <event2/bufferevent_ssl.h>
@@ -37,12 +41,23 @@ struct dns_req {
 	dns_cb		 d_cb;
 	void		*d_arg;
 	char		 d_host[256];
+	int		 d_port;
 	int		 d_inside;	/* in evdns_getaddrinfo() */
 	int		 d_cancelled;
 	int		 d_ready;	/* result stored, delivery due */
 	char		 d_err[320];
 	struct dns_addrs d_addrs;
 };
+
+#define DNS_CACHE_N	8
+#define DNS_CACHE_SECS	120
+
+static struct dns_cached {
+	char			 dc_host[256];
+	int			 dc_port;
+	uint64_t		 dc_t;		/* 0: empty */
+	struct dns_addrs	 dc_addrs;
+} dns_cache[DNS_CACHE_N];
 
 static struct evdns_base	*dns_cur;
 static struct evdns_base	*dns_inherited;	/* another loop's; kept */
@@ -53,6 +68,9 @@ static void	dns_gai_cb(int, struct evutil_addrinfo *, void *);
 static void	dns_timer_cb(evutil_socket_t, short, void *);
 static void	dns_deliver(struct dns_req *);
 static int	dns_numeric(const char *, int, struct dns_addrs *);
+static int	dns_cached(const char *, int, struct dns_addrs *);
+static void	dns_cache_put(const char *, int, const struct dns_addrs *);
+static void	dns_prefetched(const struct dns_addrs *, const char *, void *);
 
 int
 dns_setup(struct event_base *base, const char *resolv_conf, long timeout_ms)
@@ -140,6 +158,86 @@ dns_numeric(const char *host, int port, struct dns_addrs *a)
 	return 0;
 }
 
+/* A fresh enough answer for host:port into a; -1 if none. */
+static int
+dns_cached(const char *host, int port, struct dns_addrs *a)
+{
+	uint64_t	now = now_mono_ns();
+	int		i;
+
+	for (i = 0; i < DNS_CACHE_N; i++)
+		if (dns_cache[i].dc_t != 0 && dns_cache[i].dc_port == port &&
+		    now - dns_cache[i].dc_t < DNS_CACHE_SECS * 1000000000ULL &&
+		    strcasecmp(dns_cache[i].dc_host, host) == 0) {
+			*a = dns_cache[i].dc_addrs;
+			return 0;
+		}
+	return -1;
+}
+
+/* Keep an answer, in the slot of the same name or the oldest one. */
+static void
+dns_cache_put(const char *host, int port, const struct dns_addrs *a)
+{
+	struct dns_cached	*c = &dns_cache[0];
+	int			 i;
+
+	for (i = 0; i < DNS_CACHE_N; i++) {
+		if (dns_cache[i].dc_port == port &&
+		    strcasecmp(dns_cache[i].dc_host, host) == 0) {
+			c = &dns_cache[i];
+			break;
+		}
+		if (dns_cache[i].dc_t < c->dc_t)
+			c = &dns_cache[i];
+	}
+	strlcpy_n(c->dc_host, host, sizeof(c->dc_host));
+	c->dc_port = port;
+	c->dc_addrs = *a;
+	c->dc_t = now_mono_ns();
+}
+
+/*
+ * Look up the host of url (http, https, ws, wss) now, for a request
+ * that will come later: the answer waits in the cache.  Errors are the
+ * later request's to report.
+ */
+void
+dns_prefetch_url(struct event_base *base, const char *url)
+{
+	const char	*p, *e;
+	char		 host[256];
+	int		 port, tls;
+	size_t		 n;
+
+	if (url == NULL || (p = strstr(url, "://")) == NULL)
+		return;
+	tls = (p - url == 5 && strncasecmp(url, "https", 5) == 0) ||
+	    (p - url == 3 && strncasecmp(url, "wss", 3) == 0);
+	p += 3;
+	if (*p == '[')
+		return;			/* an IPv6 literal: nothing to ask */
+	n = strcspn(p, ":/?#");
+	if (n == 0 || n >= sizeof(host))
+		return;
+	memcpy(host, p, n);
+	host[n] = '\0';
+	e = p + n;
+	port = *e == ':' ? atoi(e + 1) : tls ? 443 : 80;
+	if (port <= 0 || port > 65535 || dns_is_numeric(host) ||
+	    dns_cached(host, port, &(struct dns_addrs){ 0 }) == 0)
+		return;
+	(void)dns_lookup(base, host, port, dns_prefetched, NULL);
+}
+
+static void
+dns_prefetched(const struct dns_addrs *a, const char *err, void *arg)
+{
+	(void)a, (void)arg;
+	if (err != NULL)
+		log_debug("resolver: prefetch: %s", err);
+}
+
 void
 dns_addr_str(const struct sockaddr *sa, char *buf, size_t len)
 {
@@ -184,8 +282,10 @@ dns_lookup(struct event_base *base, const char *host, int port, dns_cb cb,
 	d->d_cb = cb;
 	d->d_arg = arg;
 	strlcpy_n(d->d_host, host, sizeof(d->d_host));
-	if (dns_numeric(host, port, &d->d_addrs) == 0) {
-		/* No resolver needed: delivered from the loop. */
+	d->d_port = port;
+	if (dns_numeric(host, port, &d->d_addrs) == 0 ||
+	    dns_cached(host, port, &d->d_addrs) == 0) {
+		/* No query needed: delivered from the loop. */
 		d->d_ready = 1;
 		tv.tv_sec = tv.tv_usec = 0;
 		evtimer_add(d->d_timer, &tv);
@@ -275,6 +375,8 @@ dns_gai_cb(int err, struct evutil_addrinfo *res, void *arg)
 		if (d->d_addrs.n == 0)
 			snprintf(d->d_err, sizeof(d->d_err),
 			    "cannot resolve %s: no address", d->d_host);
+		else
+			dns_cache_put(d->d_host, d->d_port, &d->d_addrs);
 	}
 	if (res != NULL)
 		evutil_freeaddrinfo(res);

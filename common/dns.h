@@ -33,6 +33,7 @@ struct dns_req	*dns_lookup(struct event_base *, const char *, int, dns_cb,
 		    void *);
 void		 dns_cancel(struct dns_req *);
 int		 dns_is_numeric(const char *);
+void		 dns_prefetch_url(struct event_base *, const char *);
 void		 dns_addr_str(const struct sockaddr *, char *, size_t);
 
 /*

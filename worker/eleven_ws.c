@@ -98,7 +98,7 @@ el_url_got(const struct evcurl_resp *r, void *arg)
 		el_fail(c, "signed URL answer without signed_url");
 		return;
 	}
-	c->c_el = ws_client_new(wk.wk_base, wk.wk_dns, u, EL_MAX_MSG, &el_cb,
+	c->c_el = ws_client_new(wk.wk_base, u, EL_MAX_MSG, &el_cb,
 	    c, err, sizeof(err));
 	json_decref(o);
 	if (c->c_el == NULL) {

@@ -58,6 +58,7 @@ static void	worker_warm_redis(int, void *);
 static void	worker_warm_db(int, const char *, void *);
 static void	worker_warm_pg(void *);
 static void	worker_warm_check(int, short, void *);
+static void	worker_prefetch(void);
 static void	worker_warm_late(int, short, void *);
 static void	worker_warm_done(unsigned, int);
 
@@ -319,6 +320,7 @@ worker_warm_start(void)
 	    != NULL)
 		rds_on_state(wk.wk_rds, worker_warm_redis, NULL);
 	wk.wk_ec = worker_evcurl();
+	worker_prefetch();
 	if (wk.wk_ec != NULL && wk.wk_dns != NULL)
 		wk_warm |= READY_HTTP;
 	/* PostgreSQL once its host names are resolved (pgaddr.c). */
@@ -421,6 +423,22 @@ worker_warm_check(int fd, short ev, void *arg)
 	(void)fd, (void)ev, (void)arg;
 	if (wk.wk_call == NULL && !wk.wk_preparing && wk.wk_pg != NULL)
 		profile_conn_check(wk.wk_pg);
+	if (wk.wk_call == NULL)
+		worker_prefetch();
+}
+
+/*
+ * The peers a call talks to, looked up while idle (dns.c keeps the
+ * answers), so the call does not wait for the resolver: ElevenLabs (its
+ * API and, in practice, its WebSocket host), Twilio's REST API, OpenAI.
+ */
+static void
+worker_prefetch(void)
+{
+	dns_prefetch_url(wk.wk_base, wk.wk_cf->elevenlabs_base_url);
+	dns_prefetch_url(wk.wk_base, wk.wk_cf->twilio_api_base);
+	if (wk.wk_cf->openai_api_key != NULL)
+		dns_prefetch_url(wk.wk_base, wk.wk_cf->openai_base_url);
 }
 
 /*

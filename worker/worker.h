@@ -51,9 +51,8 @@ struct ws_cb {
 struct evdns_base;
 struct ws	*ws_server_new(struct event_base *, int, const uint8_t *,
 		    size_t, size_t, const struct ws_cb *, void *);
-struct ws	*ws_client_new(struct event_base *, struct evdns_base *,
-		    const char *, size_t, const struct ws_cb *, void *,
-		    char *, size_t);
+struct ws	*ws_client_new(struct event_base *, const char *, size_t,
+		    const struct ws_cb *, void *, char *, size_t);
 int		 ws_ping(struct ws *);
 int		 ws_rx_stamp(struct ws *);
 uint64_t	 ws_rx_ns(const struct ws *);

@@ -21,7 +21,6 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/buffer.h>
-#include <event2/dns.h>
 #include <event2/util.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -979,9 +978,8 @@ ws_url_split(const char *url, int *tls, char *host, size_t hcap, int *port,
  * Failures before that are reported through on_close (code 1006).
  */
 struct ws *
-ws_client_new(struct event_base *base, struct evdns_base *dns,
-    const char *url, size_t maxmsg, const struct ws_cb *cb, void *arg,
-    char *err, size_t errlen)
+ws_client_new(struct event_base *base, const char *url, size_t maxmsg,
+    const struct ws_cb *cb, void *arg, char *err, size_t errlen)
 {
 	struct ws	*ws;
 	uint8_t		 nonce[16];
@@ -1020,7 +1018,6 @@ ws_client_new(struct event_base *base, struct evdns_base *dns,
 	    path, ws->ws_host, port, ws->ws_key, NAIBER_VERSION) == -1)
 		goto fail;
 	/* Resolved on this loop; every address tried in order. */
-	(void)dns;
 	ws->ws_nc = nc_connect(base, ws->ws_host, port, AF_UNSPEC,
 	    tls ? tls_client_ctx() : NULL, WS_CONNECT_MS, ws_on_connected, ws);
 	if (ws->ws_nc == NULL) {

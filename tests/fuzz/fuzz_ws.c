@@ -486,7 +486,7 @@ fz_client_open(struct event_base *base, struct fz_run *u,
 
 	fz_listen();
 	snprintf(url, sizeof(url), "ws://127.0.0.1:%d/v1/convai", fz_port);
-	u->u_ws = ws_client_new(base, NULL, url, u->u_maxmsg, cb, u, err,
+	u->u_ws = ws_client_new(base, url, u->u_maxmsg, cb, u, err,
 	    sizeof(err));
 	FZ_CHECK(u->u_ws != NULL);
 	for (i = 0; cfd == -1 && i < 1000; i++) {

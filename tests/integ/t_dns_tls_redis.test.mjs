@@ -5,7 +5,7 @@
 // Debian's redis-server with tls-port and a throw-away CA (issue 15,
 // items 2 and 3).
 import assert from 'node:assert/strict';
-import { itest, startNaiberd, startFakeDns, startRedis, makeTlsPki, makeTempDir, http, sleep }
+import { itest, startNaiberd, startFakeDns, startRedis, makeTlsPki, makeTempDir, http, sleep, waitFor }
 	from '../lib/harness.mjs';
 import { startStack } from '../lib/stack.mjs';
 
@@ -49,6 +49,9 @@ itest('names through our resolver: Redis, PostgreSQL, Twilio and ElevenLabs; a r
 	// The first address refused, the second taken: logged, not fatal.
 	assert.match(d.log, new RegExp(`connect to 127\\.0\\.0\\.2:${st.redis.port} \\(redis\\.naiber\\.test\\): ` +
 	    'Connection refused; trying the next address'));
+	// Idle workers looked the peers up already: the call will not wait for it.
+	await waitFor(() => ['eleven.naiber.test', 'twilio.naiber.test'].every((n) =>
+	    dns.queries.some((q) => lc(q) === n)), 5000, 'peers prefetched by idle workers');
 	const call = await wholeCall(st);
 	assert.match(d.log, new RegExp(`callSid=${call.callSid} .*profile loaded: user`));
 	assert.match(d.log, /elevenlabs: connected/);
