@@ -270,8 +270,10 @@ itest('--max-calls bounds placed calls; a no-answer status callback frees a slot
 	await callInfoLine(d, c, mark);
 	const r5 = await apiPost(d, '/call', undefined);
 	assert.equal(r5.status, 503, `streaming + placed = 2 = -m: ${r5.status} ${r5.body}`);
-	await s.sendMedia(2);
-	await s.sendStop();
+	// No database here: the worker may already have apologised and
+	// closed the stream; sending to a closed stream is not the point.
+	await s.sendMedia(2).catch(() => {});
+	await s.sendStop().catch(() => {});
 	await doneLine(d, c, 5000, mark);
 	await waitFor(async () => (await d.metrics())['naiberd_workers{state="busy"}'] === 0, 5000, 'no busy worker');
 	await placeCall(d);
