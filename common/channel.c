@@ -38,6 +38,19 @@ chan_type_name(uint32_t t)
 	return chan_names[t];
 }
 
+/*
+ * A worker stamps its pid on what it sends: a worker handed a stream
+ * before it said READY may report ACCEPTED before the fork server's
+ * SPAWNED has told the supervisor who it is.
+ */
+static int32_t	chan_pid;
+
+void
+chan_set_pid(int32_t pid)
+{
+	chan_pid = pid;
+}
+
 int
 chan_send(int fd, uint32_t type, uint32_t ref, const void *payload,
     size_t len, int passfd)
@@ -60,6 +73,7 @@ chan_send(int fd, uint32_t type, uint32_t ref, const void *payload,
 	h.mh_type = type;
 	h.mh_len = (uint32_t)len;
 	h.mh_ref = ref;
+	h.mh_pid = chan_pid;
 	iov[0].iov_base = &h;
 	iov[0].iov_len = sizeof(h);
 	iov[1].iov_base = (void *)(uintptr_t)payload;

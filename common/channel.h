@@ -45,7 +45,7 @@ struct msg_hdr {
 	uint32_t	mh_type;
 	uint32_t	mh_len;		/* payload bytes after the header */
 	uint32_t	mh_ref;		/* sender's reference (worker slot) */
-	uint32_t	mh_pad;
+	int32_t		mh_pid;		/* sender's pid (workers), else 0 */
 };
 
 struct msg_handoff {
@@ -130,6 +130,7 @@ struct chan_msg {
 };
 
 /* Low level. Returns 0, or -1 with errno set (EAGAIN possible). */
+void	chan_set_pid(int32_t);
 int	chan_send(int, uint32_t, uint32_t, const void *, size_t, int)
 	    __attribute__((warn_unused_result));
 /*

@@ -195,8 +195,10 @@ pool_spawned(uint32_t ref, pid_t pid, int err)
 		pool_throttle("fork failed");
 		return;
 	}
-	if (w->w_pid == 0)
-		w->w_pid = pid;
+	if (w->w_pid != pid && w->w_pid != 0)
+		log_warnx("worker ref %u said it was %d; the fork server says "
+		    "%d", ref, w->w_pid, pid);
+	w->w_pid = pid;		/* the fork server knows best */
 	log_debug("worker %d started (ref %u)", pid, ref);
 	if (pool_early_take(pid, &status)) {
 		pool_chan(w->w_fd, EV_READ, w);
@@ -394,6 +396,9 @@ pool_msg(struct worker *w, struct chan_msg *m)
 {
 	const struct msg_done	*d = &m->cm_u.done;
 
+	/* Handed a stream while starting, it may speak before SPAWNED. */
+	if (w->w_pid == 0 && m->cm_hdr.mh_pid > 0)
+		w->w_pid = m->cm_hdr.mh_pid;
 	switch (m->cm_hdr.mh_type) {
 	case MSG_READY:
 		if (w->w_pid == 0)

@@ -156,6 +156,7 @@ worker_main(int chan, struct config *cf)
 	int		 sfd;
 
 	wk_t_start = now_mono_ns();
+	chan_set_pid((int32_t)getpid());
 	worker_after_fork(chan);
 	/*
 	 * SIGTERM comes through a signalfd, not evsignal: libevent's signal

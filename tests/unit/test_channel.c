@@ -372,15 +372,25 @@ test_accepted(void **state)
 	static struct chan_msg	 m;
 	const char		*why;
 
+	/*
+	 * Stamped with the sender's pid once it has set one: a worker handed
+	 * a stream while starting may report ACCEPTED before SPAWNED names it.
+	 */
+	chan_set_pid(4242);
 	assert_int_equal(chan_send_accepted(p->sp[1], 2,
 	    0x0123456789abcdefULL, 0xfedcba9876543210ULL), 0);
+	chan_set_pid(0);
 	assert_int_equal(chan_recv(p->sp[0], &m, &why), 1);
 	assert_int_equal(m.cm_hdr.mh_type, MSG_ACCEPTED);
 	assert_int_equal(m.cm_hdr.mh_ref, 2);
+	assert_int_equal(m.cm_hdr.mh_pid, 4242);
 	assert_int_equal(m.cm_hdr.mh_len, sizeof(struct msg_accepted));
 	assert_int_equal(m.cm_u.accepted.ac_handoff_ns, 0x0123456789abcdefULL);
 	assert_int_equal(m.cm_u.accepted.ac_channel_ns, 0xfedcba9876543210ULL);
 	assert_int_equal(m.cm_fd, -1);
+	assert_int_equal(chan_send_accepted(p->sp[1], 2, 1, 1), 0);
+	assert_int_equal(chan_recv(p->sp[0], &m, &why), 1);
+	assert_int_equal(m.cm_hdr.mh_pid, 0);
 }
 
 static void
