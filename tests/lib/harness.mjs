@@ -756,16 +756,21 @@ export function twilioStream(port, o = {}) {
 	});
 	/* n media frames back to back; resolves when the last is written. */
 	s.sendMedia = async (n = 1) => {
-		let last;
+		// Every send's promise is awaited (Promise.all), so a refused
+		// one is this call's rejection, never an unhandled one.
+		let batch = [];
 		for (let i = 0; i < n; i++) {
 			chunk++;
-			last = send({ event: 'media', sequenceNumber: String(++seq), streamSid,
+			batch.push(send({ event: 'media', sequenceNumber: String(++seq), streamSid,
 			    media: { track: 'inbound', chunk: String(chunk), timestamp: String(chunk * 20),
-			    payload: mulawFrame(chunk).toString('base64') } });
+			    payload: mulawFrame(chunk).toString('base64') } }));
 			s.framesSent++;
-			if (i % 64 === 63) await last;
+			if (i % 64 === 63) {
+				await Promise.all(batch);
+				batch = [];
+			}
 		}
-		await last;
+		await Promise.all(batch);
 	};
 	/* n media frames paced every intervalMs (real-time audio). */
 	s.sendMediaPaced = async (n, intervalMs = 20) => {
