@@ -140,6 +140,10 @@ const struct opt config_opts[] = {
 	{ "redis_url", "REDIS_URL", 0, NULL, OT_URL, "redis://localhost:6379",
 	  0, 0, OF_SECRET | OF_NORELOAD, O(redis_url), NULL, "url",
 	  "Redis URL, with password and db number" },
+	{ "relay_coalesce", "NAIBER_RELAY_COALESCE", 0, NULL, OT_INT, "0", 0,
+	  1000, 0, O(relay_coalesce), NULL, "ms",
+	  "Read the agent's socket on the caller's frames, at most this "
+	  "late; 0: on its own wake-ups" },
 	{ "request_min_rate", "NAIBER_REQUEST_MIN_RATE", 0, NULL, OT_INT,
 	  "1024", 0, 1048576, 0, O(request_min_rate), NULL, "bytes/s",
 	  "Slowest a request may arrive after its first 2 s; 0: no floor" },

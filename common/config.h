@@ -66,6 +66,7 @@ struct config {
 	long	 head_timeout;
 	long	 max_conns_per_ip;
 	long	 request_min_rate;
+	long	 relay_coalesce;	/* ms; 0: agent socket polled by epoll */
 	long	 worker_stall;	/* seconds without a heartbeat or media */
 	/* admission from measured headroom */
 	int	 admission;

@@ -171,6 +171,11 @@ bridge_agent_audio(struct call *c, const char *b64, size_t len,
 		c->c_cnt.dn_setup_ns = now_mono_ns() - c->c_t_started;
 		log_info("first agent audio %llu ms after start",
 		    (unsigned long long)(c->c_cnt.dn_setup_ns / 1000000));
+		/* From here on, one wake-up per caller frame serves both. */
+		if (wk.wk_cf->relay_coalesce > 0 && c->c_el != NULL &&
+		    ws_follow(c->c_tw, c->c_el,
+		    (int)wk.wk_cf->relay_coalesce) == -1)
+			log_debug("relay: agent socket not coalesced");
 	}
 }
 

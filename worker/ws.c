@@ -63,6 +63,11 @@ struct ws {
 	int			 ws_stamp;	/* SO_TIMESTAMPNS is on */
 	uint64_t		 ws_rx_ns;	/* newest data's arrival */
 	size_t			 ws_maxmsg;
+	/* coalesced reading (ws_follow) */
+	struct ws		*ws_follower;	/* lead: read it after our reads */
+	struct ws		*ws_leader;	/* follower: whose reads pace us */
+	struct event		*ws_poll_ev;	/* follower: when the lead is quiet */
+	struct timeval		 ws_poll_tv;
 	/* client mode, until the upgrade is done */
 	struct event_base	*ws_base;
 	struct bufferevent	*ws_bev;
@@ -87,6 +92,8 @@ static int	ws_start_io(struct ws *, const uint8_t *, size_t);
 static void	ws_update(struct ws *);
 static void	ws_report_close(struct ws *, int, const char *);
 static void	ws_client_fail(struct ws *, const char *);
+static void	ws_poll(struct ws *);
+static void	ws_poll_cb(int, short, void *);
 
 /*
  * Input buffer: an audio message (a few hundred bytes to a few KiB) is
@@ -156,6 +163,12 @@ ws_free(struct ws *ws)
 {
 	if (ws == NULL)
 		return;
+	if (ws->ws_leader != NULL)
+		ws->ws_leader->ws_follower = NULL;
+	if (ws->ws_follower != NULL)
+		ws_follow(ws, ws->ws_follower, 0);
+	if (ws->ws_poll_ev != NULL)
+		event_free(ws->ws_poll_ev);
 	if (ws->ws_rev != NULL)
 		event_free(ws->ws_rev);
 	if (ws->ws_wev != NULL)
@@ -615,8 +628,8 @@ ws_update(struct ws *ws)
 
 	if (ws->ws_rev == NULL)
 		return;			/* client still upgrading */
-	r = !ws->ws_eof && (wslay_event_want_read(ws->ws_ctx) ||
-	    ws->ws_wr_wants_r);
+	r = !ws->ws_eof && ((wslay_event_want_read(ws->ws_ctx) &&
+	    ws->ws_leader == NULL) || ws->ws_wr_wants_r);
 	w = !ws->ws_eof && (ws->ws_outlen > ws->ws_outoff ||
 	    ws->ws_rd_wants_w) && !ws->ws_wr_wants_r;
 	if (r != ws->ws_rev_on) {
@@ -779,11 +792,68 @@ ws_io(int fd, short ev, void *arg)
 			return;
 		}
 	}
-	if (rd && ws_read(ws) == -1) {
+	if (rd && ws_read(ws) == -1)
 		ws_fail_io(ws);
-		return;
+	else
+		ws_after(ws);
+	if (ws->ws_follower != NULL) {
+		if (ws->ws_eof)
+			ws_follow(ws, ws->ws_follower, 0);
+		else if (rd)
+			ws_poll(ws->ws_follower);
 	}
-	ws_after(ws);
+}
+
+/*
+ * Coalesced reading: follow's socket leaves epoll and is read right
+ * after each read of lead's, whose messages (a caller's frames, every
+ * 20 ms) pace it, and by a timer at most ms after its last read, so a
+ * quiet lead delays it by no more than that.  One process wake-up then
+ * serves a frame each way.  ms 0 (or the lead's end) undoes it.
+ */
+int
+ws_follow(struct ws *lead, struct ws *follow, int ms)
+{
+	if (ms <= 0) {
+		if (follow->ws_leader != NULL)
+			follow->ws_leader->ws_follower = NULL;
+		follow->ws_leader = NULL;
+		if (follow->ws_poll_ev != NULL)
+			evtimer_del(follow->ws_poll_ev);
+		ws_update(follow);
+		return 0;
+	}
+	if (lead == follow || lead->ws_rev == NULL || follow->ws_rev == NULL ||
+	    lead->ws_eof || follow->ws_eof || lead->ws_leader != NULL ||
+	    follow->ws_follower != NULL)
+		return -1;
+	if (follow->ws_poll_ev == NULL && (follow->ws_poll_ev =
+	    evtimer_new(follow->ws_base, ws_poll_cb, follow)) == NULL)
+		return -1;
+	follow->ws_poll_tv.tv_sec = ms / 1000;
+	follow->ws_poll_tv.tv_usec = (ms % 1000) * 1000;
+	lead->ws_follower = follow;
+	follow->ws_leader = lead;
+	evtimer_add(follow->ws_poll_ev, &follow->ws_poll_tv);
+	ws_update(follow);
+	return 0;
+}
+
+/* A follower's turn: read what is there (often nothing: one EAGAIN). */
+static void
+ws_poll(struct ws *ws)
+{
+	if (ws->ws_eof)
+		return;
+	evtimer_add(ws->ws_poll_ev, &ws->ws_poll_tv);
+	ws_io(ws->ws_fd, EV_READ, ws);
+}
+
+static void
+ws_poll_cb(int fd, short ev, void *arg)
+{
+	(void)fd, (void)ev;
+	ws_poll(arg);
 }
 
 /*

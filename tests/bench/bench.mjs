@@ -81,6 +81,8 @@
 //                  put into naiberd's environment at the overload level (only
 //                  NAIBER_ADMISSION* names), e.g. to make admission close in a
 //                  short development run
+//   BENCH_NAIBERD_ENV  "NAIBER_RELAY_COALESCE=25 ...": put into naiberd's
+//                  environment at every level (only NAIBER_* names)
 //   NAIBERD, LOADGEN, RELAYFLOOR, FORKCOST  the binaries (default
 //                  build/<name>; RELAYFLOOR empty or missing: no floor)
 
@@ -146,6 +148,16 @@ for (const w of ADMISSION_ENV_STR.split(/\s+/).filter(Boolean)) {
 		process.exit(2);
 	}
 	ADMISSION_ENV[m[1]] = m[2];
+}
+const NAIBERD_ENV_STR = (process.env.BENCH_NAIBERD_ENV ?? '').trim();
+const NAIBERD_ENV = {};
+for (const w of NAIBERD_ENV_STR.split(/\s+/).filter(Boolean)) {
+	const m = /^(NAIBER_[A-Z_]+)=(.*)$/.exec(w);
+	if (!m) {
+		console.error(`bench: BENCH_NAIBERD_ENV: "${w}" is not NAIBER_X=VALUE`);
+		process.exit(2);
+	}
+	NAIBERD_ENV[m[1]] = m[2];
 }
 const skipped = [];
 
@@ -347,6 +359,7 @@ async function startNaiberd(dir, conf, ctx, { workers, maxCalls, twilioBase, ext
 		PHONE_NUMBER: personPhone(0),
 		NAIBER_SPOOL_DIR: path.join(dir, 'spool'),
 		NAIBER_PROMPTS_DIR: path.join(REPO, 'prompts'),
+		...NAIBERD_ENV,
 		...(extraEnv ?? {}),
 	};
 	const nArgs = ['-c', conf, '-l', '127.0.0.1', '-p', String(port), '-w', String(workers),
@@ -464,7 +477,7 @@ async function runLevel(N, ctx) {
 	res.background_cores_before = background;
 	if (perfOut) res.perf = perfOut;
 	res.cmd = {
-		naiberd: `${path.relative(REPO, NAIBERD)} ${nArgs.join(' ').replace(tmp, '$TMP')}`,
+		naiberd: `${NAIBERD_ENV_STR ? NAIBERD_ENV_STR + ' ' : ''}${path.relative(REPO, NAIBERD)} ${nArgs.join(' ').replace(tmp, '$TMP')}`,
 		loadgen: `${LG_PREFIX.length ? LG_PREFIX.join(' ') + ' ' : ''}${path.relative(REPO, LOADGEN)} ${lArgs.join(' ').replace(tmp, '$TMP')}`,
 	};
 	res.meets_target = meets(res);
@@ -833,7 +846,7 @@ async function runOverload(plan, ctx) {
 			worker_deaths: (text.match(/died|killed by signal|exited with status [1-9]/g) ?? []).length },
 		background_cores_before: background,
 		cmd: {
-			naiberd: `${ADMISSION_ENV_STR ? ADMISSION_ENV_STR + ' ' : ''}${path.relative(REPO, NAIBERD)} ${nArgs.join(' ').replace(tmp, '$TMP')}`,
+			naiberd: `${[NAIBERD_ENV_STR, ADMISSION_ENV_STR].filter(Boolean).map((x) => x + ' ').join('')}${path.relative(REPO, NAIBERD)} ${nArgs.join(' ').replace(tmp, '$TMP')}`,
 			loadgen: `${LG_PREFIX.length ? LG_PREFIX.join(' ') + ' ' : ''}${path.relative(REPO, LOADGEN)} ${lArgs.join(' ').replace(tmp, '$TMP')} < (one line per admitted call)`,
 		},
 	};

@@ -880,7 +880,7 @@ frame_in(struct call *cl, int dir, const char *b64, size_t avail, uint64_t now)
 	}
 	if (in_window(ts)) {
 		cl->recv_win[dir]++;
-		hist_add(&hist[dir], now - ts);
+		hist_add(&hist[dir], now > ts ? now - ts : 0);	/* now: the wake-up's */
 	}
 }
 
