@@ -273,7 +273,8 @@ check-memcheck: $(B)/naiberd
 # representative subset: whole calls, bridge, faults, crash, bad input).
 ASAN_TESTS = tests/integ/t_call_e2e.test.mjs tests/integ/t_bridge.test.mjs \
 	tests/integ/t_bridge_faults.test.mjs tests/integ/t_bridge_formats.test.mjs \
-	tests/integ/t_badinput.test.mjs tests/integ/t_crash.test.mjs
+	tests/integ/t_badinput.test.mjs tests/integ/t_crash.test.mjs \
+	tests/integ/t_coalesce.test.mjs
 check-asan: $(B)/asan/naiberd $(B)/jobs_cli
 	NAIBERD=$(CURDIR)/$(B)/asan/naiberd JOBS_CLI=$(CURDIR)/$(B)/jobs_cli \
 	  NAIBER_TEST_ADMISSION_LAG=2000 \

@@ -172,10 +172,15 @@ bridge_agent_audio(struct call *c, const char *b64, size_t len,
 		log_info("first agent audio %llu ms after start",
 		    (unsigned long long)(c->c_cnt.dn_setup_ns / 1000000));
 		/* From here on, one wake-up per caller frame serves both. */
-		if (wk.wk_cf->relay_coalesce > 0 && c->c_el != NULL &&
-		    ws_follow(c->c_tw, c->c_el,
-		    (int)wk.wk_cf->relay_coalesce) == -1)
-			log_debug("relay: agent socket not coalesced");
+		if (wk.wk_cf->relay_coalesce > 0 && c->c_el != NULL) {
+			if (ws_follow(c->c_tw, c->c_el,
+			    (int)wk.wk_cf->relay_coalesce) == 0)
+				log_debug("relay: the agent's socket is read on "
+				    "the caller's frames (at most %ld ms late)",
+				    wk.wk_cf->relay_coalesce);
+			else
+				log_debug("relay: agent socket not coalesced");
+		}
 	}
 }
 

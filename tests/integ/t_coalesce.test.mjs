@@ -37,6 +37,8 @@ async function coalescedCall(ctx, ms) {
 	const conv = await conversationOf(b, s);
 	await conv.sendAudio(agentChunk(1), { eventId: 1 });
 	await s.waitMedia(1);
+	await b.d.waitLog(new RegExp(`callSid=${s.callSid}[^\\n]*relay: the agent's socket is read on the caller's frames \\(at most ${ms} ms late\\)`),
+	    5000, s.since);
 	return { b, s, conv };
 }
 
