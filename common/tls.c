@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
 #include <openssl/x509v3.h>
 
 #include "tls.h"
@@ -72,4 +75,66 @@ tls_set_peer(SSL *ssl, const char *host)
 	    SSL_set_tlsext_host_name(ssl, host) != 1)
 		return -1;
 	return 0;
+}
+
+/*
+ * OpenSSL 3 builds its algorithm tables (the method store, the name
+ * map, the fetch cache) on first use, in whichever process uses them
+ * first.  Done in the fork server before it forks, they are written
+ * once and shared by every worker; left to the workers, each call's
+ * first digest, cipher or key exchange wrote ~70 KiB of pages it
+ * inherited (seen in a busy worker's heap: algorithm names and OIDs).
+ */
+static void tls_md_cb(EVP_MD *x, void *a) { (void)x, (void)a; }
+static void tls_ci_cb(EVP_CIPHER *x, void *a) { (void)x, (void)a; }
+static void tls_mac_cb(EVP_MAC *x, void *a) { (void)x, (void)a; }
+static void tls_kdf_cb(EVP_KDF *x, void *a) { (void)x, (void)a; }
+static void tls_km_cb(EVP_KEYMGMT *x, void *a) { (void)x, (void)a; }
+static void tls_kx_cb(EVP_KEYEXCH *x, void *a) { (void)x, (void)a; }
+static void tls_sig_cb(EVP_SIGNATURE *x, void *a) { (void)x, (void)a; }
+static void tls_rand_cb(EVP_RAND *x, void *a) { (void)x, (void)a; }
+
+void
+tls_prewarm(void)
+{
+	static const char *mds[] = { "SHA1", "SHA256", "SHA384", "SHA512",
+	    "MD5", "MD5-SHA1" };
+	static const char *cis[] = { "AES-128-GCM", "AES-256-GCM",
+	    "ChaCha20-Poly1305", "AES-128-CBC", "AES-256-CBC" };
+	static const char *kms[] = { "X25519", "EC", "RSA", "RSA-PSS",
+	    "ED25519", "X448" };
+	static const char *kxs[] = { "X25519", "ECDH", "X448" };
+	static const char *sigs[] = { "RSA", "ECDSA", "ED25519" };
+	static const char *kdfs[] = { "TLS1-PRF", "HKDF", "TLS13-KDF" };
+	unsigned char	 md[EVP_MAX_MD_SIZE];
+	unsigned int	 mdlen;
+	size_t		 i;
+
+	EVP_MD_do_all_provided(NULL, tls_md_cb, NULL);
+	EVP_CIPHER_do_all_provided(NULL, tls_ci_cb, NULL);
+	EVP_MAC_do_all_provided(NULL, tls_mac_cb, NULL);
+	EVP_KDF_do_all_provided(NULL, tls_kdf_cb, NULL);
+	EVP_KEYMGMT_do_all_provided(NULL, tls_km_cb, NULL);
+	EVP_KEYEXCH_do_all_provided(NULL, tls_kx_cb, NULL);
+	EVP_SIGNATURE_do_all_provided(NULL, tls_sig_cb, NULL);
+	EVP_RAND_do_all_provided(NULL, tls_rand_cb, NULL);
+	/* The fetch cache, by name, as the calls ask. */
+	for (i = 0; i < sizeof(mds) / sizeof(mds[0]); i++)
+		EVP_MD_free(EVP_MD_fetch(NULL, mds[i], NULL));
+	for (i = 0; i < sizeof(cis) / sizeof(cis[0]); i++)
+		EVP_CIPHER_free(EVP_CIPHER_fetch(NULL, cis[i], NULL));
+	for (i = 0; i < sizeof(kms) / sizeof(kms[0]); i++)
+		EVP_KEYMGMT_free(EVP_KEYMGMT_fetch(NULL, kms[i], NULL));
+	for (i = 0; i < sizeof(kxs) / sizeof(kxs[0]); i++)
+		EVP_KEYEXCH_free(EVP_KEYEXCH_fetch(NULL, kxs[i], NULL));
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		EVP_SIGNATURE_free(EVP_SIGNATURE_fetch(NULL, sigs[i], NULL));
+	for (i = 0; i < sizeof(kdfs) / sizeof(kdfs[0]); i++)
+		EVP_KDF_free(EVP_KDF_fetch(NULL, kdfs[i], NULL));
+	EVP_MAC_free(EVP_MAC_fetch(NULL, "HMAC", NULL));
+	/* The implicit fetches of EVP_sha1() and HMAC(), as ws.c does. */
+	(void)EVP_Digest("x", 1, md, &mdlen, EVP_sha1(), NULL);
+	(void)HMAC(EVP_sha256(), "k", 1, (const unsigned char *)"x", 1, md,
+	    &mdlen);
+	ERR_clear_error();
 }

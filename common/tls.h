@@ -15,5 +15,7 @@ void	 tls_set_client_ctx(SSL_CTX *);
 SSL_CTX	*tls_client_ctx(void);
 /* Make ssl verify host (a name or an IP literal) and send SNI. */
 int	 tls_set_peer(SSL *, const char *);
+/* Build OpenSSL's algorithm tables now (the fork server, once). */
+void	 tls_prewarm(void);
 
 #endif

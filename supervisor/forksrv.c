@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "tls.h"
 #include "util.h"
 #include "supervisor.h"
 
@@ -238,6 +239,7 @@ forksrv_main(int ctl, struct config *cf)
 	(void)prctl(PR_SET_NAME, "naiberd-fork");
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	tls_prewarm();		/* shared by every worker, not copied */
 	/* The 16 KiB HANDOFF-sized buffer once, not on every request. */
 	if ((m = malloc(sizeof(*m))) == NULL)
 		_exit(2);
