@@ -139,26 +139,23 @@ const OV_ON = OVERLOAD !== '0';
 const OV_ONLY = OVERLOAD === 'only';
 const OV_CALLS = Number(process.env.BENCH_OVERLOAD_CALLS ?? 0);
 const OV_SECONDS = Number(process.env.BENCH_OVERLOAD_SECONDS ?? Math.min(30, SECONDS));
-const ADMISSION_ENV_STR = (process.env.BENCH_ADMISSION_ENV ?? '').trim();
-const ADMISSION_ENV = {};
-for (const w of ADMISSION_ENV_STR.split(/\s+/).filter(Boolean)) {
-	const m = /^(NAIBER_ADMISSION(?:_[A-Z]+)?)=(.*)$/.exec(w);
-	if (!m) {
-		console.error(`bench: BENCH_ADMISSION_ENV: "${w}" is not NAIBER_ADMISSION[_X]=VALUE`);
-		process.exit(2);
+/* NAME=VALUE words of the variable `name`, each NAME matching re (else exit 2). */
+function envWords(name, re, form) {
+	const str = (process.env[name] ?? '').trim();
+	const env = {};
+	for (const w of str.split(/\s+/).filter(Boolean)) {
+		const m = new RegExp(`^(${re.source})=(.*)$`).exec(w);
+		if (!m) {
+			console.error(`bench: ${name}: "${w}" is not ${form}`);
+			process.exit(2);
+		}
+		env[m[1]] = m[2];
 	}
-	ADMISSION_ENV[m[1]] = m[2];
+	return [str, env];
 }
-const NAIBERD_ENV_STR = (process.env.BENCH_NAIBERD_ENV ?? '').trim();
-const NAIBERD_ENV = {};
-for (const w of NAIBERD_ENV_STR.split(/\s+/).filter(Boolean)) {
-	const m = /^(NAIBER_[A-Z_]+)=(.*)$/.exec(w);
-	if (!m) {
-		console.error(`bench: BENCH_NAIBERD_ENV: "${w}" is not NAIBER_X=VALUE`);
-		process.exit(2);
-	}
-	NAIBERD_ENV[m[1]] = m[2];
-}
+const [ADMISSION_ENV_STR, ADMISSION_ENV] = envWords('BENCH_ADMISSION_ENV',
+    /NAIBER_ADMISSION(?:_[A-Z]+)?/, 'NAIBER_ADMISSION[_X]=VALUE');
+const [NAIBERD_ENV_STR, NAIBERD_ENV] = envWords('BENCH_NAIBERD_ENV', /NAIBER_[A-Z_]+/, 'NAIBER_X=VALUE');
 const skipped = [];
 
 /* A level so far gone that higher ones can only be worse. */
