@@ -596,7 +596,7 @@ call_hangup_rest(struct call *c)
 	if (c->c_rest_pending)
 		return;
 	c->c_rest_pending = 1;
-	if (c->c_call_sid[0] == '\0' || twilio_end_call(wk.wk_ec, wk.wk_cf,
+	if (c->c_call_sid[0] == '\0' || twilio_end_call(worker_http(), wk.wk_cf,
 	    c->c_call_sid, call_rest_done, c) == -1)
 		call_end(c, c->c_reason[0] ? c->c_reason : "ended");
 }
@@ -628,7 +628,7 @@ call_apologise(struct call *c, const char *reason)
 	strlcpy_n(c->c_reason, reason, sizeof(c->c_reason));
 	eleven_close(c, 1000);
 	log_warnx("apologising to the caller and hanging up: %s", reason);
-	if (c->c_call_sid[0] == '\0' || twilio_redirect_call(wk.wk_ec,
+	if (c->c_call_sid[0] == '\0' || twilio_redirect_call(worker_http(),
 	    wk.wk_cf, c->c_call_sid, APOLOGY_TWIML, call_rest_done, c) == -1)
 		call_end(c, reason);
 }

@@ -61,6 +61,7 @@ static void	worker_warm_check(int, short, void *);
 static void	worker_prefetch(void);
 static void	worker_warm_late(int, short, void *);
 static void	worker_warm_done(unsigned, int);
+static void	worker_trim_stack(void) __attribute__((noinline));
 
 static uint64_t		 wk_t_start;
 static unsigned		 wk_warm;	/* READY_* done so far */
@@ -440,6 +441,58 @@ worker_prefetch(void)
 	dns_prefetch_url(wk.wk_base, wk.wk_cf->twilio_api_base);
 	if (wk.wk_cf->openai_api_key != NULL)
 		dns_prefetch_url(wk.wk_base, wk.wk_cf->openai_base_url);
+}
+
+/*
+ * The call is set up: its first agent audio went out.  Give back what
+ * only the set-up needed, so a live call holds no more memory than its
+ * relay uses (measured per busy worker, 2-vCPU VM, bench at N = 50:
+ * private dirty 388 -> see the note in tests/bench/RESULTS.md):
+ * the HTTP client (its kept-alive connection to ElevenLabs, ~40 KiB of
+ * buffers; the end of the call makes a new one if it needs Twilio's
+ * REST API), the free pages the profile, the prompt and the first
+ * message left in the arena, and the stack pages below this frame
+ * (OpenSSL's handshake and libpq went deepest).  Once per call, not on
+ * the frame path: a few madvise calls.
+ */
+void
+worker_settle(void)
+{
+	if (wk.wk_ec != NULL && evcurl_pending(wk.wk_ec) == 0) {
+		evcurl_free(wk.wk_ec);
+		wk.wk_ec = NULL;
+	}
+	(void)malloc_trim(0);
+	worker_trim_stack();
+}
+
+/* The call thread's stack below the caller's frame (see worker_settle). */
+static void
+worker_trim_stack(void)
+{
+	pthread_attr_t	 a;
+	void		*lo;
+	size_t		 sz, pg = (size_t)sysconf(_SC_PAGESIZE);
+	volatile char	 here;
+	uintptr_t	 top;
+
+	if (pthread_getattr_np(pthread_self(), &a) != 0)
+		return;
+	if (pthread_attr_getstack(&a, &lo, &sz) != 0)
+		lo = NULL;
+	(void)pthread_attr_destroy(&a);
+	top = ((uintptr_t)&here & ~(uintptr_t)(pg - 1)) - pg;
+	if (lo != NULL && (uintptr_t)lo < top)
+		(void)madvise(lo, top - (uintptr_t)lo, MADV_DONTNEED);
+}
+
+/* The HTTP client, made again if worker_settle() let it go. */
+struct evcurl *
+worker_http(void)
+{
+	if (wk.wk_ec == NULL)
+		wk.wk_ec = worker_evcurl();
+	return wk.wk_ec;
 }
 
 /*

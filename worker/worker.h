@@ -36,6 +36,8 @@ struct wk {
 extern struct wk wk;
 
 struct evcurl *worker_evcurl(void);
+struct evcurl *worker_http(void);
+void	worker_settle(void);
 void	worker_report_info(const struct msg_call_info *);
 void	worker_report_load(uint32_t, uint32_t);
 void	worker_finish(const struct msg_done *) __attribute__((noreturn));
