@@ -58,6 +58,7 @@ struct ws	*ws_client_new(struct event_base *, const char *, size_t,
 int		 ws_ping(struct ws *);
 int		 ws_rx_stamp(struct ws *);
 int		 ws_follow(struct ws *, struct ws *, int);
+void		 ws_settle(struct ws *);
 uint64_t	 ws_rx_ns(const struct ws *);
 int		 ws_send_text(struct ws *, const char *, size_t);
 void		 ws_close(struct ws *, uint16_t, const char *);

@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 
 #include <event2/bufferevent.h>
@@ -241,7 +242,7 @@ ws_out_reserve(struct ws *ws, size_t n)
 	size_t	 cap;
 	uint8_t	*p;
 
-	if (ws->ws_outcap - ws->ws_outlen >= n)
+	if (ws->ws_out != NULL && ws->ws_outcap - ws->ws_outlen >= n)
 		return 0;
 	if (ws->ws_outoff > 0) {
 		memmove(ws->ws_out, ws->ws_out + ws->ws_outoff,
@@ -802,6 +803,34 @@ ws_io(int fd, short ev, void *arg)
 		else if (rd)
 			ws_poll(ws->ws_follower);
 	}
+}
+
+/*
+ * The call is set up (worker_settle): the output buffer, if empty, goes
+ * back to the allocator (it grew with the set-up's large messages, the
+ * agent's first message and prompt; the next frame takes a fresh one
+ * and touches only what it uses), and the input buffer's whole pages
+ * past the unread bytes go back to the kernel (a burst during the
+ * set-up wrote them).  Nothing is lost: no byte in either is live.
+ */
+void
+ws_settle(struct ws *ws)
+{
+	uintptr_t	lo, hi, pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+
+	if (ws == NULL)
+		return;
+	if (ws->ws_outlen == 0 && ws->ws_out != NULL) {
+		free(ws->ws_out);
+		ws->ws_out = NULL;
+		ws->ws_outcap = ws->ws_outoff = 0;
+	}
+	if (ws->ws_in == NULL)
+		return;
+	lo = ((uintptr_t)ws->ws_in + ws->ws_inlen + pg - 1) & ~(pg - 1);
+	hi = ((uintptr_t)ws->ws_in + ws->ws_incap) & ~(pg - 1);
+	if (lo < hi)
+		(void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 /*
