@@ -294,8 +294,12 @@ call_profile_got(enum profile_status st, struct profile *p, const char *err,
 	c->c_profile = p;
 	strlcpy_n(c->c_user_id, p->p_id, sizeof(c->c_user_id));
 	c->c_is_first_call = p->p_is_first_call;
-	persona_build(&c->c_pe, p, c->c_phone, c->c_call_type);
-	if ((c->c_system = persona_system(&c->c_pe, c->c_call_type)) == NULL) {
+	if ((c->c_pe = malloc(sizeof(*c->c_pe))) == NULL) {
+		call_apologise(c, "out of memory");
+		return;
+	}
+	persona_build(c->c_pe, p, c->c_phone, c->c_call_type);
+	if ((c->c_system = persona_system(c->c_pe, c->c_call_type)) == NULL) {
 		call_apologise(c, "prompt error");
 		return;
 	}
@@ -365,11 +369,30 @@ call_try_init(struct call *c)
 	    !c->c_first_ready || c->c_agent_ending)
 		return;
 	if (c->c_first == NULL &&
-	    (c->c_first = persona_first_template(&c->c_pe)) == NULL) {
+	    (c->c_pe == NULL ||
+	    (c->c_first = persona_first_template(c->c_pe)) == NULL)) {
 		call_apologise(c, "prompt error");
 		return;
 	}
 	(void)eleven_send_init(c);
+}
+
+/*
+ * The init message is sent: the person's profile, the template
+ * variables, the system prompt and the first message are not read
+ * again, and worker_settle() gives their pages back.
+ */
+void
+call_setup_free(struct call *c)
+{
+	profile_free(c->c_profile);
+	c->c_profile = NULL;
+	free(c->c_pe);
+	c->c_pe = NULL;
+	free(c->c_system);
+	c->c_system = NULL;
+	free(c->c_first);
+	c->c_first = NULL;
 }
 
 /* The conversation is up: report its id for orphan clean-up. */

@@ -170,6 +170,7 @@ eleven_send_init(struct call *c)
 	    c->c_t_started) / 1000000));
 	free(msg);
 	c->c_el_state = EL_WAIT_META;
+	call_setup_free(c);
 	return 0;
 }
 

@@ -38,6 +38,7 @@ extern struct wk wk;
 struct evcurl *worker_evcurl(void);
 struct evcurl *worker_http(void);
 void	worker_settle(void);
+void	call_setup_free(struct call *);
 void	worker_report_info(const struct msg_call_info *);
 void	worker_report_load(uint32_t, uint32_t);
 void	worker_finish(const struct msg_done *) __attribute__((noreturn));
@@ -255,8 +256,9 @@ struct call {
 	int		 c_session_written;
 	int		 c_finishing;
 	struct event	*c_t_post;	/* bound on the post-call steps */
+	/* set-up only: freed once the init message is sent */
 	struct profile	*c_profile;
-	struct persona	 c_pe;
+	struct persona	*c_pe;		/* ~17 KiB of template variables */
 	char		*c_system;	/* rendered system prompt */
 	char		*c_first;	/* first message, prepared or not */
 	int		 c_first_ready;
