@@ -445,15 +445,15 @@ worker_prefetch(void)
 
 /*
  * The call is set up: its first agent audio went out.  Give back what
- * only the set-up needed, so a live call holds no more memory than its
- * relay uses (measured per busy worker, 2-vCPU VM, bench at N = 50:
- * private dirty 388 -> see the note in tests/bench/RESULTS.md):
- * the HTTP client (its kept-alive connection to ElevenLabs, ~40 KiB of
- * buffers; the end of the call makes a new one if it needs Twilio's
- * REST API), the free pages the profile, the prompt and the first
- * message left in the arena, and the stack pages below this frame
- * (OpenSSL's handshake and libpq went deepest).  Once per call, not on
- * the frame path: a few madvise calls.
+ * only the set-up needed, so a live call holds little more than its
+ * relay uses: the HTTP client (its kept-alive connection to ElevenLabs,
+ * ~40 KiB; the end of the call makes a new one if it needs Twilio's
+ * REST API), the arena's free pages (the PostgreSQL connection, the
+ * profile, the prompt and the first message were freed before this,
+ * ws_settle() the buffers' unused pages) and the call thread's stack
+ * below this frame (OpenSSL and libpq went deepest).  Measured on a busy
+ * bench worker (2-vCPU VM, N = 50): private dirty 388 -> 296 KiB with
+ * ws_settle() and call_setup_free().  Once per call, not per frame.
  */
 void
 worker_settle(void)
