@@ -181,9 +181,6 @@ bridge_agent_audio(struct call *c, const char *b64, size_t len,
 			else
 				log_debug("relay: agent socket not coalesced");
 		}
-		ws_settle(c->c_tw);
-		ws_settle(c->c_el);
-		worker_settle();
 	}
 }
 

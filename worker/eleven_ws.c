@@ -170,7 +170,14 @@ eleven_send_init(struct call *c)
 	    c->c_t_started) / 1000000));
 	free(msg);
 	c->c_el_state = EL_WAIT_META;
+	/*
+	 * The set-up is over: what only it needed goes back now, while
+	 * no audio is relayed yet (caller audio waits for the metadata).
+	 */
 	call_setup_free(c);
+	ws_settle(c->c_tw);
+	ws_settle(c->c_el);
+	worker_settle();
 	return 0;
 }
 

@@ -211,6 +211,15 @@ async function assertAgentHangup(b, s, n, { echoed = true } = {}) {
 	assert.equal(rest.headers.authorization,
 	    `Basic ${Buffer.from(`${ACCOUNT_SID}:${b.authToken}`).toString('base64')}`, 'HTTP Basic auth');
 	assert.equal(rest.answer?.status, 200, `the fake Twilio accepted it: ${JSON.stringify(rest.answer)}`);
+	// The set-up's HTTP client was let go once the init message went out
+	// (worker_settle), before any audio: this REST end came from one made
+	// again.
+	const init = d.log.indexOf('elevenlabs: init sent');
+	const settled = d.log.search(/call set up: its set-up memory given back in \d+ us/);
+	const first = d.log.indexOf('first agent audio');
+	assert.ok(init >= 0 && settled > init && first > settled,
+	    `set-up memory given back after the init message, before the first agent audio (init at ${init}, ` +
+	    `given back at ${settled}, first audio at ${first})`);
 	if (echoed) {
 		const echo = s.echoes.find((e) => e.name === mark.m.mark.name);
 		assert.ok(echo, 'the mark was echoed');
