@@ -131,7 +131,7 @@ tls_prewarm(void)
 	TLS_FETCH_EACH(kdfs, KDF);
 #undef TLS_FETCH_EACH
 	EVP_MAC_free(EVP_MAC_fetch(NULL, "HMAC", NULL));
-	/* The implicit fetches of EVP_sha1() and HMAC(), as ws.c does. */
+	/* Implicit fetches: EVP_sha1() (ws.c, jobs.c), HMAC() (streamtok.c). */
 	(void)EVP_Digest("x", 1, md, &mdlen, EVP_sha1(), NULL);
 	(void)HMAC(EVP_sha256(), "k", 1, (const unsigned char *)"x", 1, md,
 	    &mdlen);

@@ -342,8 +342,7 @@ prepare_start(const char *sid)
 	/* The warm-up's connections, or new ones if it could not. */
 	if (wk.wk_rds == NULL)
 		wk.wk_rds = rds_new(wk.wk_base, wk.wk_cf->redis_url, 2000);
-	if (wk.wk_ec == NULL)
-		wk.wk_ec = worker_evcurl();
+	(void)worker_http();
 	prep.pp_guard = evtimer_new(wk.wk_base, prep_guard, NULL);
 	if (wk.wk_rds == NULL || wk.wk_ec == NULL || prep.pp_guard == NULL)
 		prep_exit("cannot start");

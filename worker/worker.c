@@ -61,7 +61,8 @@ static void	worker_warm_check(int, short, void *);
 static void	worker_prefetch(void);
 static void	worker_warm_late(int, short, void *);
 static void	worker_warm_done(unsigned, int);
-static void	worker_trim_stack(void) __attribute__((noinline));
+static void	worker_trim_stack(void);
+static void	worker_drop_below(uintptr_t) __attribute__((noinline));
 
 static uint64_t		 wk_t_start;
 static unsigned		 wk_warm;	/* READY_* done so far */
@@ -107,9 +108,8 @@ static void
 worker_drop_stack(void)
 {
 	char		 buf[512], *nl, *line;
-	volatile char	 here;
-	uintptr_t	 top, lo = 0, a, b;
-	size_t		 pg = (size_t)sysconf(_SC_PAGESIZE), have = 0;
+	uintptr_t	 lo = 0, a, b;
+	size_t		 have = 0;
 	ssize_t		 n;
 	int		 fd;
 
@@ -133,7 +133,21 @@ worker_drop_stack(void)
 			have = 0;	/* no line is that long */
 	}
 	close(fd);
-	top = ((uintptr_t)&here & ~(uintptr_t)(pg - 1)) - pg;
+	worker_drop_below(lo);
+}
+
+/*
+ * Give back the stack pages from lo up to the page below this frame:
+ * they hold only dead frames.  One page stays for the red zone and the
+ * madvise call itself.
+ */
+static void
+worker_drop_below(uintptr_t lo)
+{
+	volatile char	here;
+	uintptr_t	pg = (uintptr_t)sysconf(_SC_PAGESIZE), top;
+
+	top = ((uintptr_t)&here & ~(pg - 1)) - pg;
 	if (lo != 0 && lo < top)
 		(void)madvise((void *)lo, top - lo, MADV_DONTNEED);
 }
@@ -285,8 +299,7 @@ worker_handoff(struct chan_msg *m)
 	/* Made by the warm-up; only what it could not make is tried again. */
 	if (wk.wk_rds == NULL)
 		wk.wk_rds = rds_new(wk.wk_base, wk.wk_cf->redis_url, 2000);
-	if (wk.wk_ec == NULL)
-		wk.wk_ec = worker_evcurl();
+	(void)worker_http();
 	if (wk.wk_dns == NULL && dns_setup(wk.wk_base, wk.wk_cf->resolv_conf,
 	    wk.wk_cf->dns_timeout) == 0)
 		wk.wk_dns = dns_base();
@@ -447,9 +460,10 @@ worker_prefetch(void)
  * The call is set up: its init message went to ElevenLabs, and no audio
  * is relayed until the conversation's metadata comes back, so a stall
  * here delays no frame.  Give back what only the set-up needed, so a
- * live call holds little more than its relay uses: the HTTP client (its
- * kept-alive connection to ElevenLabs, ~40 KiB; the end of the call
- * makes a new one if it needs Twilio's REST API), the arena's free pages
+ * live call holds little more than its relay uses: the HTTP client and
+ * its kept-alive connection to ElevenLabs (~55 KiB of allocations, its
+ * 16 KiB buffer included; the end of the call makes a new client if it
+ * needs Twilio's REST API), the arena's free pages
  * (the PostgreSQL connection, the profile, the prompt and the first
  * message were freed before this, ws_settle() the buffers' unused pages)
  * and the call thread's stack below this frame (OpenSSL and libpq went
@@ -478,18 +492,14 @@ worker_trim_stack(void)
 {
 	pthread_attr_t	 a;
 	void		*lo;
-	size_t		 sz, pg = (size_t)sysconf(_SC_PAGESIZE);
-	volatile char	 here;
-	uintptr_t	 top;
+	size_t		 sz;
 
 	if (pthread_getattr_np(pthread_self(), &a) != 0)
 		return;
 	if (pthread_attr_getstack(&a, &lo, &sz) != 0)
 		lo = NULL;
 	(void)pthread_attr_destroy(&a);
-	top = ((uintptr_t)&here & ~(uintptr_t)(pg - 1)) - pg;
-	if (lo != NULL && (uintptr_t)lo < top)
-		(void)madvise(lo, top - (uintptr_t)lo, MADV_DONTNEED);
+	worker_drop_below((uintptr_t)lo);
 }
 
 /* The HTTP client, made again if worker_settle() let it go. */
