@@ -72,6 +72,24 @@ static int	dns_cached(const char *, int, struct dns_addrs *);
 static void	dns_cache_put(const char *, int, const struct dns_addrs *);
 static void	dns_prefetched(const struct dns_addrs *, const char *, void *);
 
+/*
+ * The first evdns_base_new() in a process registers evdns as libevent's
+ * resolver: two pointers in libevent's data page.  Done once in the fork
+ * server, no worker writes (and so copies) that page.
+ */
+void
+dns_prewarm(void)
+{
+	struct event_base	*b;
+	struct evdns_base	*db;
+
+	if ((b = event_base_new()) == NULL)
+		return;
+	if ((db = evdns_base_new(b, 0)) != NULL)
+		evdns_base_free(db, 0);
+	event_base_free(b);
+}
+
 int
 dns_setup(struct event_base *base, const char *resolv_conf, long timeout_ms)
 {

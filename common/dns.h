@@ -27,6 +27,8 @@ typedef void	(*dns_cb)(const struct dns_addrs *a, const char *err,
 		    void *arg);
 
 int		 dns_setup(struct event_base *, const char *, long);
+/* libevent's once-only resolver registration, before forking workers. */
+void		 dns_prewarm(void);
 struct evdns_base *dns_base(void);
 long		 dns_timeout_ms(void);
 struct dns_req	*dns_lookup(struct event_base *, const char *, int, dns_cb,

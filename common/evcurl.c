@@ -139,6 +139,12 @@ ec_global_init(void)
 	return 0;
 }
 
+int
+evcurl_global_init(void)
+{
+	return ec_global_init();
+}
+
 /* Every certificate in a PEM file; NULL if unreadable or none in it. */
 static STACK_OF(X509) *
 ec_load_cas(const char *path)

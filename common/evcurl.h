@@ -42,6 +42,12 @@ struct evcurl_req {
 	int		 rq_once;	/* not idempotent: fresh connection */
 };
 
+/*
+ * curl_global_init() once per process; evcurl_new() calls it too.  The
+ * fork server calls it so that no worker writes libcurl's, libssh2's and
+ * OpenSSL's once-only state (pages each worker would copy).
+ */
+int		 evcurl_global_init(void);
 struct evcurl	*evcurl_new(struct event_base *, const char *);
 /*
  * Trusting exactly the anchors of store (a shared X509_STORE built

@@ -45,11 +45,27 @@ static const http_parser_settings hh_settings = {
 	.on_message_complete = hh_on_complete,
 };
 
+/*
+ * http_parser's header limit is one global in its data page: set once per
+ * process (the fork server sets it for every worker), never rewritten, so
+ * a worker's parse does not copy that page.
+ */
+static int	hh_limit_set;
+
+void
+hh_global_init(void)
+{
+	if (!hh_limit_set) {
+		http_parser_set_max_header_size(HH_HEAD_MAX);
+		hh_limit_set = 1;
+	}
+}
+
 void
 hh_init(struct hhead *h)
 {
 	memset(h, 0, sizeof(*h));
-	http_parser_set_max_header_size(HH_HEAD_MAX);
+	hh_global_init();
 	http_parser_init(&h->hh_parser, HTTP_REQUEST);
 	h->hh_parser.data = h;
 }

@@ -73,6 +73,8 @@ struct hhead {
 };
 
 void		 hh_init(struct hhead *);
+/* The parser's process-wide limit, once (hh_init calls it too). */
+void		 hh_global_init(void);
 void		 hh_reset(struct hhead *);	/* frees the body */
 /* Feed bytes; *used says how many were consumed.  Returns the state. */
 enum hh_state	 hh_feed(struct hhead *, const char *, size_t, size_t *);

@@ -181,6 +181,7 @@ bridge_agent_audio(struct call *c, const char *b64, size_t len,
 			else
 				log_debug("relay: agent socket not coalesced");
 		}
+		worker_settle_stack();
 	}
 }
 

@@ -39,6 +39,9 @@
 
 #define WK_CHAN_FD	3
 #define WK_MMAP_THRESHOLD	(128 * 1024)	/* glibc's initial value */
+#define WK_TRIM_DEFAULT		(128 * 1024)	/* M_TRIM_THRESHOLD, M_TOP_PAD */
+#define WK_TOP_PROBE		(120 * 1024)	/* below WK_MMAP_THRESHOLD */
+#define WK_STACK_WINDOW		(64 * 1024)	/* worker_settle_stack() */
 #define WARM_MAX_MS		3000	/* READY even if not all is up */
 #define WARM_CHECK_SECS		30	/* idle PostgreSQL health check */
 #define WARM_STACK		(32 * 1024)	/* stack a call uses, touched */
@@ -62,6 +65,7 @@ static void	worker_prefetch(void);
 static void	worker_warm_late(int, short, void *);
 static void	worker_warm_done(unsigned, int);
 static void	worker_trim_stack(void);
+static void	worker_trim_top(void);
 static void	worker_drop_below(uintptr_t) __attribute__((noinline));
 
 static uint64_t		 wk_t_start;
@@ -481,9 +485,39 @@ worker_settle(void)
 		wk.wk_ec = NULL;
 	}
 	(void)malloc_trim(0);
+	worker_trim_top();
 	worker_trim_stack();
 	log_debug("call set up: its set-up memory given back in %llu us",
 	    (unsigned long long)((now_mono_ns() - t0) / 1000));
+}
+
+/*
+ * malloc_trim() gives back the whole pages inside free chunks, but in a
+ * thread's arena never the top chunk's, where the set-up's last freed
+ * allocations lie (5 resident pages, measured).  Free one chunk of
+ * WK_TOP_PROBE (more than any free chunk, so carved from the top) with
+ * no top pad and a page of trim threshold: glibc then shrinks the arena
+ * to its last chunk in use and drops every page after it.  The chunk's
+ * own pages are dropped first, in case a free chunk served it.  Then
+ * glibc's defaults again, for the rest of the call.
+ */
+static void
+worker_trim_top(void)
+{
+	uintptr_t	 pg = (uintptr_t)sysconf(_SC_PAGESIZE), lo, hi;
+	char		*p;
+
+	(void)mallopt(M_TOP_PAD, 0);
+	(void)mallopt(M_TRIM_THRESHOLD, (int)pg);
+	if ((p = malloc(WK_TOP_PROBE)) != NULL) {
+		lo = ((uintptr_t)p + pg - 1) & ~(pg - 1);
+		hi = ((uintptr_t)p + WK_TOP_PROBE) & ~(pg - 1);
+		if (hi > lo)
+			(void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+		free(p);
+	}
+	(void)mallopt(M_TRIM_THRESHOLD, WK_TRIM_DEFAULT);
+	(void)mallopt(M_TOP_PAD, WK_TRIM_DEFAULT);
 }
 
 /* The call thread's stack below the caller's frame (see worker_settle). */
@@ -500,6 +534,22 @@ worker_trim_stack(void)
 		lo = NULL;
 	(void)pthread_attr_destroy(&a);
 	worker_drop_below((uintptr_t)lo);
+}
+
+/*
+ * Once more at the first agent audio, whose log line (and the one for the
+ * conversation's metadata before it) came after worker_settle(): a log
+ * line runs ~17 KiB below its caller (vlog and log_emit's buffers,
+ * vsnprintf), and the relay never goes that deep again.  Only a window
+ * below this frame, so the madvise call costs a few microseconds.
+ */
+void
+worker_settle_stack(void)
+{
+	volatile char	here;
+
+	worker_drop_below(((uintptr_t)&here - WK_STACK_WINDOW) &
+	    ~(uintptr_t)(sysconf(_SC_PAGESIZE) - 1));
 }
 
 /* The HTTP client, made again if worker_settle() let it go. */

@@ -38,6 +38,7 @@ extern struct wk wk;
 struct evcurl *worker_evcurl(void);
 struct evcurl *worker_http(void);
 void	worker_settle(void);
+void	worker_settle_stack(void);
 void	call_setup_free(struct call *);
 void	worker_report_info(const struct msg_call_info *);
 void	worker_report_load(uint32_t, uint32_t);
