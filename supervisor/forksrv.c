@@ -229,8 +229,8 @@ forksrv_reaped(pid_t pid, int status)
  * curl_global_init (libcurl's and libssh2's init counters, OpenSSL's
  * engine list); jansson's hash seed (one seed for all workers, as one
  * process would have: it is still random per fork server) and its calls
- * into libc; http_parser's
- * header limit; libevent's resolver registration.
+ * into libc; http_parser's header limit; libevent's resolver
+ * registration.
  */
 static void
 forksrv_prewarm(void)
