@@ -115,20 +115,39 @@ b64_encode(const uint8_t *in, size_t n, char *out)
 	return o;
 }
 
+/*
+ * Each byte's 6-bit value, or 0x80 for a byte outside the alphabet: one
+ * load per byte and no branch on the data (the if-chain this replaces
+ * mispredicted on most bytes of random audio, ~1 us per 216-byte frame).
+ */
+#define B64_BAD	0x80
+static const uint8_t b64_tab[256] = {
+#define B64_R16	B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, \
+	B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, \
+	B64_BAD
+	B64_R16, B64_R16,
+	/* 0x20: '+' 0x2b, '/' 0x2f */
+	B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD,
+	B64_BAD, B64_BAD, B64_BAD, 62, B64_BAD, B64_BAD, B64_BAD, 63,
+	/* 0x30: '0'-'9' */
+	52, 53, 54, 55, 56, 57, 58, 59, 60, 61,
+	B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD,
+	/* 0x40: 'A'-'Z' */
+	B64_BAD, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+	15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
+	B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD,
+	/* 0x60: 'a'-'z' */
+	B64_BAD, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+	41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51,
+	B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD,
+	B64_R16, B64_R16, B64_R16, B64_R16, B64_R16, B64_R16, B64_R16, B64_R16
+#undef B64_R16
+};
+
 static int
 b64_val(unsigned char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
+	return b64_tab[c] == B64_BAD ? -1 : b64_tab[c];
 }
 
 long
@@ -171,6 +190,7 @@ long
 b64_check(const char *in, size_t n)
 {
 	size_t	i, pad = 0;
+	uint8_t	acc = 0;
 
 	if (n % 4 != 0)
 		return -1;
@@ -180,8 +200,9 @@ b64_check(const char *in, size_t n)
 		pad++;
 	/* b64_decode() reads every byte but the last pad ones. */
 	for (i = 0; i < n - pad; i++)
-		if (b64_val((unsigned char)in[i]) < 0)
-			return -1;
+		acc |= b64_tab[(unsigned char)in[i]];
+	if (acc & B64_BAD)
+		return -1;
 	return (long)(n / 4 * 3 - pad);
 }
 
