@@ -289,16 +289,8 @@ url_host(const char *p, size_t n, struct rds_url *u)
 static int
 url_number(const char *p, size_t n, long max, long *v)
 {
-	size_t	i;
-
-	if (n == 0 || n > 7)
+	if (dec_digits(p, n, 7, v) == -1)
 		return -1;
-	*v = 0;
-	for (i = 0; i < n; i++) {
-		if (p[i] < '0' || p[i] > '9')
-			return -1;
-		*v = *v * 10 + (p[i] - '0');
-	}
 	return *v <= max ? 0 : -1;
 }
 

@@ -150,6 +150,27 @@ b64_val(unsigned char c)
 	return b64_tab[c] == B64_BAD ? -1 : b64_tab[c];
 }
 
+/*
+ * 1 to maxdig ASCII decimal digits, nothing else (no sign, no space):
+ * 0 with the value, or -1.  maxdig <= 18 cannot overflow a long.
+ */
+int
+dec_digits(const char *p, size_t n, size_t maxdig, long *v)
+{
+	long	x = 0;
+	size_t	i;
+
+	if (n == 0 || n > maxdig || maxdig > 18)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		x = x * 10 + (p[i] - '0');
+	}
+	*v = x;
+	return 0;
+}
+
 long
 b64_decode(const char *in, size_t n, uint8_t *out, size_t cap)
 {

@@ -27,6 +27,8 @@ size_t		b64_encode(const uint8_t *, size_t, char *);
 long		b64_decode(const char *, size_t, uint8_t *, size_t) MUST_CHECK;
 /* b64_decode()'s verdict without output: -1 or the decoded length. */
 long		b64_check(const char *, size_t) MUST_CHECK;
+/* Only decimal digits, 1 to maxdig (<= 18) of them: 0 and *v, or -1. */
+int		dec_digits(const char *, size_t, size_t, long *) MUST_CHECK;
 
 /* Write JSON string escape of s into out (bounded); returns -1 if short. */
 int		json_escape(const char *, char *, size_t) MUST_CHECK;

@@ -42,7 +42,6 @@ static int	tw_fast_num(const struct jval *, long *);
 static int	tw_fast_str(const struct jval *, char *, size_t);
 static int	tw_fast_body(struct jscan *, struct tw_event *);
 static int	tw_fast_media(const char *, size_t, struct tw_event *);
-static int	tw_digits(const char *, size_t, long *);
 static void	tw_clear(struct tw_event *);
 
 /* A string holding only a decimal integer (strtol's idea of one). */
@@ -57,28 +56,6 @@ tw_strnum(const char *s)
 	if (errno != 0 || end == s || *end != '\0' || n < 0)
 		return -1;
 	return n;
-}
-
-/*
- * 1 to 18 ASCII digits, Twilio's usual sequenceNumber or chunk: the
- * value strtol() would give, without its locale and errno.  -1 for
- * anything else, which goes to tw_strnum().
- */
-static int
-tw_digits(const char *s, size_t len, long *n)
-{
-	long	v = 0;
-	size_t	i;
-
-	if (len == 0 || len > 18)
-		return -1;
-	for (i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	*n = v;
-	return 0;
 }
 
 /* A JSON integer, or a string holding only a decimal integer. */
@@ -234,7 +211,8 @@ tw_fast_num(const struct jval *v, long *n)
 	case JT_STR:
 		if (v->jv_len >= sizeof(s))
 			return -1;
-		if (tw_digits(v->jv_str, v->jv_len, n) == 0)
+		/* Twilio's usual digit strings without strtol's locale. */
+		if (dec_digits(v->jv_str, v->jv_len, 18, n) == 0)
 			return 0;
 		memcpy(s, v->jv_str, v->jv_len);
 		s[v->jv_len] = '\0';

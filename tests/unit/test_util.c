@@ -31,6 +31,8 @@ static void	test_b64_reject_padding(void **);
 static void	test_b64_small_output(void **);
 static void	b64_agree(const char *, size_t);
 static void	test_b64_check(void **);
+static void	test_b64_every_byte(void **);
+static void	test_dec_digits(void **);
 static void	test_json_escape(void **);
 static void	test_json_escape_short(void **);
 static void	test_json_escape_exact_fit(void **);
@@ -250,6 +252,66 @@ test_b64_check(void **state)
 	}
 }
 
+/* The decoding table against the alphabet, byte by byte. */
+static void
+test_b64_every_byte(void **state)
+{
+	static const char	 alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	const char		*at;
+	char			 s[4] = { 'Q', 'Q', 'Q', 'Q' };
+	uint8_t			 out[3];
+	int			 c;
+
+	(void)state;
+	for (c = 0; c < 256; c++) {
+		s[1] = (char)c;
+		at = c != 0 ? strchr(alpha, c) : NULL;
+		if (at == NULL) {
+			assert_int_equal(b64_check(s, 4), -1);
+			assert_int_equal(b64_decode(s, 4, out, sizeof(out)), -1);
+			continue;
+		}
+		assert_int_equal(b64_check(s, 4), 3);
+		assert_int_equal(b64_decode(s, 4, out, sizeof(out)), 3);
+		/* 'Q' is 16: the second byte's value lands in out[0..1]. */
+		assert_int_equal(out[0], 16 << 2 | (at - alpha) >> 4);
+		assert_int_equal(out[1], ((at - alpha) & 15) << 4 | 16 >> 2);
+	}
+}
+
+static void
+test_dec_digits(void **state)
+{
+	long	v = -7;
+
+	(void)state;
+	assert_int_equal(dec_digits("0", 1, 18, &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(dec_digits("781", 3, 18, &v), 0);
+	assert_int_equal(v, 781);
+	assert_int_equal(dec_digits("000123", 6, 18, &v), 0);
+	assert_int_equal(v, 123);
+	assert_int_equal(dec_digits("999999999999999999", 18, 18, &v), 0);
+	assert_true(v == 999999999999999999L);
+	v = -7;
+	/* Too many, none, or anything but a digit: -1, v untouched. */
+	assert_int_equal(dec_digits("1234567890123456789", 19, 18, &v), -1);
+	assert_int_equal(dec_digits("12345678", 8, 7, &v), -1);
+	assert_int_equal(dec_digits("1", 1, 19, &v), -1);
+	assert_int_equal(dec_digits("", 0, 18, &v), -1);
+	assert_int_equal(dec_digits("+1", 2, 18, &v), -1);
+	assert_int_equal(dec_digits("-1", 2, 18, &v), -1);
+	assert_int_equal(dec_digits(" 1", 2, 18, &v), -1);
+	assert_int_equal(dec_digits("1a", 2, 18, &v), -1);
+	assert_int_equal(dec_digits("1\0", 2, 18, &v), -1);
+	assert_int_equal(dec_digits("1.5", 3, 18, &v), -1);
+	assert_int_equal(v, -7);
+	/* Only the counted bytes are read. */
+	assert_int_equal(dec_digits("12x", 2, 18, &v), 0);
+	assert_int_equal(v, 12);
+}
+
 static void
 test_json_escape(void **state)
 {
@@ -416,6 +478,8 @@ main(void)
 		cmocka_unit_test(test_b64_reject_chars),
 		cmocka_unit_test(test_b64_reject_padding),
 		cmocka_unit_test(test_b64_small_output),
+		cmocka_unit_test(test_b64_every_byte),
+		cmocka_unit_test(test_dec_digits),
 		cmocka_unit_test(test_b64_check),
 		cmocka_unit_test(test_json_escape),
 		cmocka_unit_test(test_json_escape_short),
