@@ -71,7 +71,6 @@ struct evcurl {
 	int			 ec_dead;	/* freed from a callback */
 };
 
-static int		 ec_global_init(void);
 static STACK_OF(X509)	*ec_load_cas(const char *);
 static int		 ec_ssl_ctx_ok(void);
 static CURLcode		 ec_ssl_ctx(CURL *, void *, void *);
@@ -128,8 +127,8 @@ static const struct {
  * OpenSSL state from under any other evcurl.  Not thread safe; the
  * daemon's processes are single threaded.
  */
-static int
-ec_global_init(void)
+int
+evcurl_global_init(void)
 {
 	if (ec_initialized)
 		return 0;
@@ -137,12 +136,6 @@ ec_global_init(void)
 		return -1;
 	ec_initialized = 1;
 	return 0;
-}
-
-int
-evcurl_global_init(void)
-{
-	return ec_global_init();
 }
 
 /* Every certificate in a PEM file; NULL if unreadable or none in it. */
@@ -262,7 +255,7 @@ evcurl_new(struct event_base *base, const char *cafile)
 {
 	struct evcurl	*ec;
 
-	if (base == NULL || ec_global_init() == -1)
+	if (base == NULL || evcurl_global_init() == -1)
 		return NULL;
 	if ((ec = calloc(1, sizeof(*ec))) == NULL)
 		return NULL;

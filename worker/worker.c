@@ -472,8 +472,10 @@ worker_prefetch(void)
  * message were freed before this, ws_settle() the buffers' unused pages)
  * and the call thread's stack below this frame (OpenSSL and libpq went
  * deepest).  Measured on a busy bench worker (2-vCPU VM, N = 50):
- * private dirty 388 -> 308 KiB with ws_settle() and call_setup_free();
- * it takes 0.2-0.3 ms, most of it libcurl's clean-up.
+ * private dirty 388 -> 308 KiB with ws_settle() and call_setup_free(),
+ * then 304 -> ~250 KiB with worker_trim_top(), worker_settle_stack() and
+ * the fork server's prewarm; it takes 0.2-0.3 ms, most of it libcurl's
+ * clean-up.
  */
 void
 worker_settle(void)
